@@ -1,0 +1,1 @@
+"""Availability: service groups, resources (KVMGuest …) and virtual business services. Not built yet."""

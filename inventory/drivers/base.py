@@ -1,0 +1,201 @@
+"""The driver interface: plain dataclasses in, plain dataclasses out.
+
+A driver speaks to one platform (libvirt, RHEV, Hyper-V). It never imports the ORM; it returns an
+:class:`InventorySnapshot` that ``inventory.services.discovery`` compares with the database. Every
+platform error is translated into :class:`DriverError`, which says whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class DriverError(Exception):
+    """A platform call failed. ``retryable`` tells the caller whether trying again can help."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a provider needs to log in; ``None`` fields are not used by the URI."""
+
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass
+class HostFacts:
+    uid: str  # stable id of the host within its provider (libvirt: host UUID or hostname)
+    hostname: str
+    hypervisor_type: str = ""  # "QEMU", "Test", "RHEV-H", "Hyper-V"
+    hypervisor_version: str = ""  # "7.2.0"
+    libvirt_version: str = ""  # "9.0.0"
+    cpu_model: str = ""
+    cpu_arch: str = ""
+    cpu_sockets: int = 0
+    cpu_cores: int = 0  # per socket
+    cpu_threads: int = 0  # per core
+    cpu_count: int = 0  # logical CPUs
+    cpu_mhz: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass
+class DiskInfo:
+    target: str  # "vda", "sdb", "hdc"
+    bus: str = ""  # virtio, scsi, sata, ide, usb
+    device: str = "disk"  # disk, cdrom, lun, floppy
+    source_type: str = ""  # file, block, volume, network, dir
+    source: str = ""  # path, device, "pool/volume", or protocol://host/name
+    source_pool: str = ""  # for type="volume"
+    source_volume: str = ""
+    driver_format: str = ""  # qcow2, raw …
+    cache: str = ""  # none, writeback, writethrough, directsync, unsafe, default
+    serial: str = ""
+    wwn: str = ""
+    read_only: bool = False
+    shareable: bool = False
+    backing_chain: list[str] = field(default_factory=list)  # backing files, nearest first
+    persistent: bool = True  # False: only in the live definition, gone at the next restart
+
+
+@dataclass
+class NicInfo:
+    mac: str
+    type: str = ""  # network, bridge, direct, user …
+    source: str = ""  # network or bridge name
+    model: str = ""  # virtio, e1000 …
+    target: str = ""  # host-side device (vnet0), when running
+
+
+@dataclass
+class SnapshotInfo:
+    name: str
+    created: dt.datetime | None = None
+    state: str = ""  # the domain state captured: running, shutoff, disk-snapshot …
+    description: str = ""
+    parent: str = ""
+    current: bool = False
+
+
+@dataclass
+class VMInfo:
+    uuid: str
+    name: str
+    state: str  # libvirt: running, blocked, paused, shutdown, shutoff, crashed, pmsuspended, nostate
+    state_reason: str = ""
+    host_uid: str = ""
+    vcpus: int = 0
+    max_vcpus: int = 0
+    memory_bytes: int = 0  # current
+    max_memory_bytes: int = 0
+    os_type: str = ""  # hvm, linux, exe
+    arch: str = ""
+    machine: str = ""
+    autostart: bool = False
+    persistent: bool = True
+    domain_type: str = ""  # kvm, qemu, test
+    description: str = ""
+    disks: list[DiskInfo] = field(default_factory=list)
+    nics: list[NicInfo] = field(default_factory=list)
+    snapshots: list[SnapshotInfo] = field(default_factory=list)
+
+
+@dataclass
+class VolumeInfo:
+    name: str
+    key: str  # libvirt volume key: unique within the host
+    path: str = ""
+    format: str = ""  # raw, qcow2 …
+    capacity_bytes: int = 0
+    allocation_bytes: int = 0
+    backing_store: str = ""  # path of the backing file, if any
+    backing_format: str = ""
+
+
+@dataclass
+class PoolInfo:
+    uuid: str
+    name: str
+    type: str = ""  # dir, logical, disk, iscsi, netfs, fs …
+    target_path: str = ""
+    source: str = ""  # what backs the pool: device, host:/export, VG name
+    capacity_bytes: int = 0
+    allocation_bytes: int = 0
+    available_bytes: int = 0
+    state: str = ""  # running, inactive, building, degraded, inaccessible
+    active: bool = False
+    autostart: bool = False
+    persistent: bool = True
+    volumes: list[VolumeInfo] = field(default_factory=list)
+
+
+@dataclass
+class NetworkInfo:
+    name: str
+    uuid: str = ""
+    bridge: str = ""
+    forward_mode: str = ""  # nat, route, bridge, open, "" for isolated
+    active: bool = False
+    autostart: bool = False
+    persistent: bool = True
+    ip_address: str = ""
+    netmask: str = ""
+
+
+@dataclass
+class InventorySnapshot:
+    """Everything one discovery saw behind one provider."""
+
+    hosts: list[HostFacts] = field(default_factory=list)
+    vms: list[VMInfo] = field(default_factory=list)
+    pools: list[PoolInfo] = field(default_factory=list)
+    networks: list[NetworkInfo] = field(default_factory=list)
+
+
+@dataclass
+class VMStateReading:
+    """The state of one VM read right now (after an operation, or by a monitor)."""
+
+    uuid: str
+    state: str
+    state_reason: str = ""
+
+
+class Driver(Protocol):
+    """What every platform driver offers. Operations take the VM's platform id (libvirt UUID)."""
+
+    def discover(self) -> InventorySnapshot: ...
+
+    def vm_state(self, vm_id: str) -> VMStateReading: ...
+
+    def start(self, vm_id: str) -> None: ...
+
+    def shutdown(self, vm_id: str) -> None:
+        """Ask the guest to shut down; returns at once (the caller waits for the state)."""
+        ...
+
+    def power_off(self, vm_id: str) -> None: ...
+
+    def reboot(self, vm_id: str) -> None: ...
+
+    def suspend(self, vm_id: str) -> None: ...
+
+    def resume(self, vm_id: str) -> None: ...
+
+    def snapshot_create(self, vm_id: str, name: str, description: str = "") -> None: ...
+
+    def snapshot_revert(self, vm_id: str, name: str) -> None: ...
+
+    def snapshot_delete(self, vm_id: str, name: str) -> None: ...
+
+    def close(self) -> None: ...

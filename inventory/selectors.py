@@ -1,0 +1,70 @@
+"""Querysets shared by the GUI and the API, with the joins each page needs."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from inventory.models import (
+    DiscoveryRun,
+    Host,
+    Network,
+    Operation,
+    Provider,
+    StoragePool,
+    StorageVolume,
+    VirtualDisk,
+    VirtualMachine,
+)
+
+
+def provider_list() -> QuerySet[Provider]:
+    return Provider.objects.annotate(
+        host_count=Count("hosts", filter=Q(hosts__removed_at__isnull=True), distinct=True),
+        vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True), distinct=True),
+    )
+
+
+def host_list() -> QuerySet[Host]:
+    return Host.objects.select_related("provider").annotate(
+        vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True))
+    )
+
+
+def vm_list() -> QuerySet[VirtualMachine]:
+    return VirtualMachine.objects.select_related("provider", "host")
+
+
+def vm_detail() -> QuerySet[VirtualMachine]:
+    return VirtualMachine.objects.select_related("provider", "host").prefetch_related(
+        Prefetch("disks", queryset=VirtualDisk.objects.select_related("volume__pool")),
+        "nics",
+        "snapshots",
+    )
+
+
+def disk_list() -> QuerySet[VirtualDisk]:
+    return VirtualDisk.objects.select_related("vm", "vm__provider", "volume", "volume__pool")
+
+
+def pool_list() -> QuerySet[StoragePool]:
+    return StoragePool.objects.select_related("provider", "host").annotate(volume_count=Count("volumes"))
+
+
+def volume_list() -> QuerySet[StorageVolume]:
+    return StorageVolume.objects.select_related("pool", "pool__provider").annotate(disk_count=Count("disks"))
+
+
+def network_list() -> QuerySet[Network]:
+    return Network.objects.select_related("provider", "host")
+
+
+def discovery_list() -> QuerySet[DiscoveryRun]:
+    return DiscoveryRun.objects.select_related("provider", "requested_by")
+
+
+def operation_list() -> QuerySet[Operation]:
+    return Operation.objects.select_related("vm", "provider", "requested_by")
+
+
+def active_operations() -> QuerySet[Operation]:
+    return operation_list().filter(status__in=[Operation.Status.PENDING, Operation.Status.RUNNING])

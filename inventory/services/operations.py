@@ -1,0 +1,309 @@
+"""VM operations: request one (a row first, then a task), and execute it exactly once.
+
+``request_vm_operation`` validates and writes an :class:`Operation`; the Celery task only calls
+:func:`execute_operation`, which claims the row with a conditional update so that a redelivered task
+finds it claimed and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from inventory import states
+from inventory.drivers.base import Driver, DriverError
+from inventory.models import Operation, VirtualMachine, VMSnapshot
+from inventory.secrets import SecretError
+from inventory.services.providers import provider_driver
+
+logger = logging.getLogger(__name__)
+Kind = Operation.Kind
+S = VirtualMachine.State
+
+
+@dataclass(frozen=True)
+class OperationSpec:
+    """Which states an operation may start from, and the state that means it is done."""
+
+    allowed_from: frozenset[str]
+    done_when: frozenset[str]
+    needs_snapshot_name: bool = False
+
+
+SPECS: dict[str, OperationSpec] = {
+    Kind.VM_START: OperationSpec(frozenset({S.STOPPED, S.CRASHED}), frozenset({S.RUNNING})),
+    Kind.VM_SHUTDOWN: OperationSpec(frozenset({S.RUNNING, S.PAUSED}), frozenset({S.STOPPED})),
+    Kind.VM_POWER_OFF: OperationSpec(
+        frozenset({S.RUNNING, S.PAUSED, S.STOPPING, S.CRASHED, S.STARTING, S.UNKNOWN}), frozenset({S.STOPPED})
+    ),
+    Kind.VM_REBOOT: OperationSpec(frozenset({S.RUNNING}), frozenset({S.RUNNING})),
+    Kind.VM_SUSPEND: OperationSpec(frozenset({S.RUNNING}), frozenset({S.PAUSED})),
+    Kind.VM_RESUME: OperationSpec(frozenset({S.PAUSED}), frozenset({S.RUNNING})),
+    Kind.SNAPSHOT_CREATE: OperationSpec(
+        frozenset({S.RUNNING, S.PAUSED, S.STOPPED}), frozenset(), needs_snapshot_name=True
+    ),
+    Kind.SNAPSHOT_REVERT: OperationSpec(
+        frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}), frozenset(), needs_snapshot_name=True
+    ),
+    Kind.SNAPSHOT_DELETE: OperationSpec(
+        frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}), frozenset(), needs_snapshot_name=True
+    ),
+}
+VM_ACTIONS = [Kind.VM_START, Kind.VM_SHUTDOWN, Kind.VM_POWER_OFF, Kind.VM_REBOOT, Kind.VM_SUSPEND, Kind.VM_RESUME]
+POLL_SECONDS = 1.0
+STATE_WAIT_SECONDS = 30
+
+
+def allowed_operations(vm: VirtualMachine) -> list[str]:
+    """The power actions that make sense for the VM's current state."""
+    if vm.removed_at is not None:
+        return []
+    return [kind for kind in VM_ACTIONS if vm.state in SPECS[kind].allowed_from]
+
+
+def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None:
+    """Why ``kind`` cannot be requested for ``vm`` now, or None."""
+    if kind not in SPECS:
+        return f"unknown operation {kind!r}"
+    label = Kind(kind).label
+    if vm.removed_at is not None:
+        return f"VM {vm.name!r} was removed on {vm.removed_at:%Y-%m-%d %H:%M}"
+    spec = SPECS[kind]
+    if vm.state not in spec.allowed_from:
+        return f"cannot {label.lower()} VM {vm.name!r}: it is {vm.get_state_display().lower()}"
+    if kind == Kind.SNAPSHOT_CREATE and not vm.persistent:
+        return f"VM {vm.name!r} is transient: libvirt keeps no snapshots for it"
+    if spec.needs_snapshot_name:
+        name = str(params.get("snapshot", "")).strip()
+        if not name:
+            return "a snapshot name is required"
+        if len(name) > 100 or "/" in name or any(ord(c) < 32 for c in name):
+            return "a snapshot name has at most 100 characters, no '/' and no control characters"
+        exists = VMSnapshot.objects.filter(vm=vm, name=name).exists()
+        if kind == Kind.SNAPSHOT_CREATE and exists:
+            return f"VM {vm.name!r} already has a snapshot named {name!r}"
+        if kind != Kind.SNAPSHOT_CREATE and not exists:
+            return f"VM {vm.name!r} has no snapshot named {name!r}"
+    active = Operation.objects.filter(vm=vm, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]).first()
+    if active is not None:
+        return f"VM {vm.name!r} already has an operation in progress: {active.get_kind_display()} (#{active.pk})"
+    return None
+
+
+def request_vm_operation(
+    *, vm: VirtualMachine, kind: str, user: Any | None, params: dict[str, Any] | None = None
+) -> Operation:
+    """Record an operation on ``vm`` and queue it on the orchestration queue.
+
+    Raises ValidationError with the reason when it cannot be done in the VM's current state.
+    """
+    params = dict(params or {})
+    if "snapshot" in params:
+        params["snapshot"] = str(params["snapshot"]).strip()
+    reason = refusal(vm, kind, params)
+    if reason:
+        raise ValidationError(reason)
+    op = Operation.objects.create(
+        kind=kind,
+        vm=vm,
+        provider_id=vm.provider_id,
+        target_name=vm.name,
+        params=params,
+        requested_by=user if user is not None and user.is_authenticated else None,
+        message="queued",
+    )
+    from inventory.tasks import run_operation
+
+    op_id = op.pk
+    transaction.on_commit(lambda: run_operation.delay(op_id))
+    return op
+
+
+def request_bulk_vm_operation(
+    *, vms: Iterable[VirtualMachine], kind: str, user: Any | None, params: dict[str, Any] | None = None
+) -> tuple[list[Operation], list[tuple[VirtualMachine, str]]]:
+    """Request ``kind`` for each VM; returns the operations queued and the VMs refused with why."""
+    queued: list[Operation] = []
+    refused: list[tuple[VirtualMachine, str]] = []
+    for vm in vms:
+        try:
+            queued.append(request_vm_operation(vm=vm, kind=kind, user=user, params=params))
+        except ValidationError as exc:
+            refused.append((vm, "; ".join(exc.messages)))
+    return queued, refused
+
+
+class _Run:
+    """Progress and log writes of one operation being executed."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.op.log.create(message=message, level=level)
+
+    def progress(self, percent: int, message: str) -> None:
+        self.op.progress = max(0, min(100, percent))
+        self.op.message = message[:500]
+        Operation.objects.filter(pk=self.op.pk).update(progress=self.op.progress, message=self.op.message)
+
+
+def execute_operation(op_id: int) -> Operation:
+    """Claim and execute one operation. A second call for the same operation does nothing."""
+    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
+        status=Operation.Status.RUNNING, started=timezone.now(), message="starting"
+    )
+    op = Operation.objects.select_related("vm", "vm__provider").get(pk=op_id)
+    if not claimed:
+        logger.info("operation #%s already %s; not running it again", op_id, op.status)
+        return op
+    run = _Run(op)
+    vm = op.vm
+    if vm is None:
+        return _finish(op, ok=False, error="the VM was deleted from the inventory before the operation ran")
+    run.log(f"{op.get_kind_display()} of VM {vm.name} ({vm.uuid}) on {vm.provider.name}")
+    try:
+        driver = provider_driver(vm.provider)
+        try:
+            _EXECUTORS[op.kind](driver, vm, op, run)
+        finally:
+            driver.close()
+    except OperationFailed as exc:
+        run.log(exc.message, level="error")
+        return _finish(op, ok=False, error=exc.message, result=exc.result)
+    except (DriverError, SecretError) as exc:
+        run.log(str(exc), level="error")
+        return _finish(op, ok=False, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - an operation must end as a recorded failure, never hang
+        logger.exception("operation #%s failed unexpectedly", op_id)
+        run.log(f"internal error: {type(exc).__name__}", level="error")
+        return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+    run.log("done")
+    return _finish(op, ok=True)
+
+
+class OperationFailed(Exception):
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result or {}
+
+
+def _finish(op: Operation, *, ok: bool, error: str = "", result: dict[str, Any] | None = None) -> Operation:
+    op.status = Operation.Status.SUCCEEDED if ok else Operation.Status.FAILED
+    op.finished = timezone.now()
+    op.progress = 100 if ok else op.progress
+    op.message = "done" if ok else error[:500]
+    op.error = error
+    op.result = {**op.result, **(result or {})}
+    op.save(update_fields=["status", "finished", "progress", "message", "error", "result"])
+    return op
+
+
+def _record_state(driver: Driver, vm: VirtualMachine) -> str:
+    """Read the VM's state now and store it; returns the normalized state."""
+    reading = driver.vm_state(vm.uuid)
+    normalized = states.normalize(vm.provider.kind, reading.state, reading.state_reason)
+    VirtualMachine.objects.filter(pk=vm.pk).update(
+        state=normalized, raw_state=reading.state, state_reason=reading.state_reason
+    )
+    vm.state, vm.raw_state, vm.state_reason = normalized, reading.state, reading.state_reason
+    return normalized
+
+
+def _wait_for(
+    driver: Driver, vm: VirtualMachine, run: _Run, wanted: frozenset[str], *, timeout: float, start_pct: int, label: str
+) -> bool:
+    """Poll the VM's state until it is one of ``wanted`` or ``timeout`` passes; progress as time goes."""
+    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    while True:
+        state = _record_state(driver, vm)
+        if state in wanted:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        elapsed = time.monotonic() - began
+        run.progress(start_pct + int((95 - start_pct) * elapsed / max(timeout, 1)), f"{label} ({int(elapsed)} s)")
+        time.sleep(POLL_SECONDS)
+
+
+def _power(method: Callable[[Driver, str], None], verb: str) -> Callable[[Driver, VirtualMachine, Operation, _Run], None]:
+    def execute(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+        run.progress(10, f"{verb}")
+        method(driver, vm.uuid)
+        run.log(f"{verb}: request accepted by the hypervisor")
+        wanted = SPECS[op.kind].done_when
+        if not _wait_for(driver, vm, run, wanted, timeout=STATE_WAIT_SECONDS, start_pct=30, label="waiting for the new state"):
+            raise OperationFailed(f"VM {vm.name!r} is {vm.state} after {STATE_WAIT_SECONDS} s, expected {', '.join(sorted(wanted))}")
+        run.log(f"VM is {vm.state}")
+
+    return execute
+
+
+def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+    timeout = int(op.params.get("timeout") or settings.VOM_SHUTDOWN_TIMEOUT)
+    run.progress(5, "asking the guest to shut down")
+    driver.shutdown(vm.uuid)
+    run.log(f"graceful shutdown requested; waiting up to {timeout} s for the guest to power off")
+    if not _wait_for(driver, vm, run, frozenset({S.STOPPED}), timeout=timeout, start_pct=10, label="waiting for the guest to shut down"):
+        raise OperationFailed(
+            f"VM {vm.name!r} did not shut down within {timeout} s (the guest may ignore the shutdown request). "
+            "It is still running: use Power off to force it off.",
+            result={"timed_out": True, "can_force": True},
+        )
+    run.log("VM is stopped")
+
+
+def _reboot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+    run.progress(20, "rebooting")
+    driver.reboot(vm.uuid)
+    run.log("reboot requested")
+    _record_state(driver, vm)
+
+
+def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+    name = str(op.params["snapshot"])
+    now = timezone.now()
+    if op.kind == Kind.SNAPSHOT_CREATE:
+        run.progress(20, f"creating snapshot {name}")
+        driver.snapshot_create(vm.uuid, name, str(op.params.get("description", "")))
+        VMSnapshot.objects.filter(vm=vm, current=True).update(current=False)
+        VMSnapshot.objects.update_or_create(
+            vm=vm, name=name,
+            defaults={"created_at": now, "current": True, "state": vm.raw_state, "description": str(op.params.get("description", ""))},
+        )
+        run.log(f"snapshot {name!r} created")
+    elif op.kind == Kind.SNAPSHOT_REVERT:
+        run.progress(20, f"reverting to snapshot {name}")
+        driver.snapshot_revert(vm.uuid, name)
+        VMSnapshot.objects.filter(vm=vm).update(current=False)
+        VMSnapshot.objects.filter(vm=vm, name=name).update(current=True)
+        run.log(f"reverted to snapshot {name!r}")
+    else:
+        run.progress(20, f"deleting snapshot {name}")
+        driver.snapshot_delete(vm.uuid, name)
+        VMSnapshot.objects.filter(vm=vm, name=name).delete()
+        run.log(f"snapshot {name!r} deleted")
+    _record_state(driver, vm)
+
+
+_EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]] = {
+    Kind.VM_START: _power(lambda d, u: d.start(u), "starting"),
+    Kind.VM_POWER_OFF: _power(lambda d, u: d.power_off(u), "powering off"),
+    Kind.VM_SUSPEND: _power(lambda d, u: d.suspend(u), "suspending"),
+    Kind.VM_RESUME: _power(lambda d, u: d.resume(u), "resuming"),
+    Kind.VM_SHUTDOWN: _shutdown,
+    Kind.VM_REBOOT: _reboot,
+    Kind.SNAPSHOT_CREATE: _snapshot,
+    Kind.SNAPSHOT_REVERT: _snapshot,
+    Kind.SNAPSHOT_DELETE: _snapshot,
+}

@@ -1,0 +1,1 @@
+"""Provisioning: golden images and rapid VM provisioning. Not built yet."""

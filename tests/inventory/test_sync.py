@@ -1,0 +1,87 @@
+"""The sync engine: first discovery adds, an unchanged rediscovery writes nothing, changes are minimal."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from inventory.models import Host, NetworkInterface, StorageVolume, VirtualDisk, VirtualMachine, VMSnapshot
+from inventory.services.sync import apply_snapshot
+from tests.factories import make_provider, make_snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+def _writes(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+
+
+def test_first_discovery_adds_everything_and_correlates_disks_with_volumes():
+    provider = make_provider()
+    result = apply_snapshot(provider, make_snapshot(vms=4))
+    assert result.kinds["vm"].added == 4
+    assert result.kinds["disk"].added == 8
+    assert result.kinds["nic"].added == 4
+    assert result.kinds["volume"].added == 5
+    assert Host.objects.get(provider=provider).cpu_count == 64
+    vm = VirtualMachine.objects.get(name="kvm01-vm00")
+    assert vm.state == "running" and vm.raw_state == "running"
+    assert VirtualMachine.objects.get(name="kvm01-vm01").state == "stopped"
+    assert VirtualMachine.objects.get(name="kvm01-vm02").state == "paused"
+    vda = VirtualDisk.objects.get(vm=vm, target="vda")
+    assert vda.volume is not None and vda.volume.name == "kvm01-vm00.qcow2"
+    assert VirtualDisk.objects.get(vm=vm, target="sda").volume is None  # a LUN, not a pool volume
+    assert vm.host is not None and vm.host.hostname == "kvm01"
+    assert VMSnapshot.objects.get(vm=vm).current
+
+
+def test_unchanged_rediscovery_writes_no_row():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=5))
+    with CaptureQueriesContext(connection) as ctx:
+        result = apply_snapshot(provider, make_snapshot(vms=5))
+    assert result.rows_written == 0
+    assert _writes(ctx) == []
+
+
+def test_changes_are_counted_and_only_changed_rows_written():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=3))
+    snap = make_snapshot(vms=3)
+    snap.vms[1].state = "running"
+    snap.vms[1].state_reason = "booted"
+    snap.vms[2].nics.clear()
+    with CaptureQueriesContext(connection) as ctx:
+        result = apply_snapshot(provider, snap)
+    assert result.kinds["vm"].changed == 1
+    assert result.kinds["nic"].removed == 1
+    assert VirtualMachine.objects.get(name="kvm01-vm01").state == "running"
+    assert NetworkInterface.objects.filter(vm__name="kvm01-vm02").count() == 0
+    assert len(_writes(ctx)) == 2  # one bulk UPDATE of VMs, one DELETE of NICs
+
+
+def test_vanished_vm_is_marked_removed_and_comes_back():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=3))
+    snap = make_snapshot(vms=3)
+    gone = snap.vms.pop(2)
+    result = apply_snapshot(provider, snap)
+    assert result.kinds["vm"].removed == 1
+    vm = VirtualMachine.objects.get(uuid=gone.uuid)
+    assert vm.removed_at is not None
+    assert vm.disks.count() == 2  # history kept with the removed VM
+    result = apply_snapshot(provider, make_snapshot(vms=3))
+    vm.refresh_from_db()
+    assert vm.removed_at is None and result.kinds["vm"].changed == 1
+
+
+def test_inactive_pool_keeps_its_known_volumes():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=2))
+    snap = make_snapshot(vms=2)
+    snap.pools[0].active = False
+    snap.pools[0].state = "inactive"
+    snap.pools[0].volumes = []
+    apply_snapshot(provider, snap)
+    assert StorageVolume.objects.filter(pool__provider=provider).count() == 3

@@ -1,0 +1,11 @@
+"""Settings for the test suite: the embedded defaults, tasks run in-process unless a test asks for a worker."""
+
+import os
+
+os.environ.setdefault("VOM_VAR_DIR", "/tmp/vom-test-var")
+
+from vom.settings import *  # noqa: E402,F403
+
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+VOM_SHUTDOWN_TIMEOUT = 5

@@ -9,3 +9,6 @@ from vom.settings import *  # noqa: E402,F403
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 VOM_SHUTDOWN_TIMEOUT = 5
+
+# A file, not memory: integration tests share the test database with a real Celery worker process.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / "test-db.sqlite3"))}  # noqa: F405

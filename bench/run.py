@@ -1,0 +1,207 @@
+"""The benchmark behind `make bench`: KVM discovery at 20,000 VMs, and the VM list at that size.
+
+In one run, on a fresh SQLite database under var/bench/:
+1. generate test:/// node files for 1,000 hosts x 20 VMs (two disks and one NIC each);
+2. first full discovery of all 1,000 providers into the database;
+3. an unchanged rediscovery, counting the inventory rows written (must be zero);
+4. the reference product's way — `virsh list --all` then one `virsh dumpxml` process per VM — timed
+   on a sample of hosts and scaled to all of them;
+5. with the 20,000 VMs loaded: the VM list page and the VM API list, median and p95 over repeated
+   requests, and their SQL query counts on a first and a late page (must not grow with the rows).
+
+Figures go to var/bench/results.json and docs/PERFORMANCE.md. Run: `python -m bench.run [--hosts N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "var" / "bench"
+
+
+def _setup_django(db_path: Path) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "vom.settings"
+    os.environ["VOM_SQLITE_PATH"] = str(db_path)
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+class WriteCounter:
+    """Counts INSERT/UPDATE/DELETE statements on inventory tables (not the discovery run records)."""
+
+    RUN_TABLES = ("inventory_discoveryrun", "inventory_provider")
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        verb = sql.lstrip().split(" ", 1)[0].upper()
+        if verb in {"INSERT", "UPDATE", "DELETE"} and not any(t in sql for t in self.RUN_TABLES):
+            self.writes += 1
+        return execute(sql, params, many, context)
+
+
+def discover_all(label: str) -> dict[str, Any]:
+    from django.db import connection
+
+    from inventory.models import DiscoveryRun, Provider
+    from inventory.services.discovery import discover_now
+
+    counter = WriteCounter()
+    failures: list[str] = []
+    added = changed = removed = 0
+    started = time.perf_counter()
+    with connection.execute_wrapper(counter):
+        for provider in Provider.objects.order_by("pk"):
+            run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
+            if run.status != DiscoveryRun.Status.SUCCEEDED:
+                failures.append(f"{provider.name}: {run.error}")
+            added += run.added
+            changed += run.changed
+            removed += run.removed
+    seconds = time.perf_counter() - started
+    print(f"  {label}: {seconds:.1f} s, +{added} ~{changed} -{removed}, {counter.writes} inventory write statements")
+    if failures:
+        print(f"  {len(failures)} failures, first: {failures[0]}")
+    return {
+        "seconds": round(seconds, 2),
+        "added": added,
+        "changed": changed,
+        "removed": removed,
+        "inventory_write_statements": counter.writes,
+        "failures": len(failures),
+    }
+
+
+def time_requests(client: Any, url: str, repeat: int) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # warm caches and connections
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    with CaptureQueriesContext(connection) as ctx:
+        client.get(url)
+    samples.sort()
+    return {
+        "url": url,
+        "median_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(samples[int(0.95 * (len(samples) - 1))], 1),
+        "queries": len(ctx.captured_queries),
+    }
+
+
+def measure_pages(repeat: int) -> dict[str, Any]:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from inventory.models import VirtualMachine
+
+    user = User.objects.create_user("bench-viewer", password="bench-pass-1")
+    client = Client()
+    client.force_login(user)
+    total = VirtualMachine.objects.count()
+    late_page = max(1, total // 50 - 1)
+    results = {
+        "vm_list_page": time_requests(client, "/vms/", repeat),
+        "vm_list_page_late": time_requests(client, f"/vms/?page={late_page}", repeat),
+        "vm_list_filtered": time_requests(client, "/vms/?state=running&q=web", repeat),
+        "vm_api_list": time_requests(client, "/api/vms/", repeat),
+        "vm_api_list_late": time_requests(client, f"/api/vms/?page={late_page}", repeat),
+        "vm_api_filtered": time_requests(client, "/api/vms/?state=running&q=web", repeat),
+    }
+    for name, r in results.items():
+        print(f"  {name}: median {r['median_ms']} ms, p95 {r['p95_ms']} ms, {r['queries']} queries ({r['url']})")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--vms-per-host", type=int, default=20)
+    parser.add_argument("--virsh-sample-hosts", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=60, help="requests per page measurement")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    args = parser.parse_args(argv)
+
+    from bench import nodegen
+    from bench.virsh_baseline import time_virsh_way
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    nodes_dir = WORK / "nodes"
+    shutil.rmtree(nodes_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    files = nodegen.generate(nodes_dir, hosts=args.hosts, vms_per_host=args.vms_per_host)
+    print(f"generated {len(files)} node files in {time.perf_counter() - t0:.1f} s")
+
+    db_path = WORK / "bench.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    _setup_django(db_path)
+    from django.core.management import call_command
+
+    from inventory.models import Provider, VirtualDisk, VirtualMachine
+
+    call_command("migrate", verbosity=0)
+    Provider.objects.bulk_create(
+        [Provider(name=f.stem, uri=f"test://{f.resolve()}") for f in files], batch_size=500
+    )
+
+    print(f"KVM discovery, {args.hosts} hosts x {args.vms_per_host} VMs:")
+    first = discover_all("first discovery")
+    vms = VirtualMachine.objects.count()
+    disks = VirtualDisk.objects.count()
+    unchanged = discover_all("unchanged rediscovery")
+    print("virsh way (one process per VM), sampled:")
+    virsh = time_virsh_way(files, sample_hosts=args.virsh_sample_hosts)
+    print(f"  {virsh['sample_vms']} VMs in {virsh['sample_seconds']:.1f} s -> {virsh['scaled_seconds_total']:.0f} s scaled")
+    speedup = virsh["scaled_seconds_total"] / first["seconds"] if first["seconds"] else 0.0
+    print(f"  vom's first discovery is {speedup:.0f}x faster")
+    print(f"pages with {vms} VMs loaded:")
+    pages = measure_pages(args.repeat)
+
+    results = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "hosts": args.hosts,
+        "vms": vms,
+        "disks": disks,
+        "first_discovery": first,
+        "unchanged_rediscovery": unchanged,
+        "virsh_way": virsh,
+        "speedup_vs_virsh": round(speedup, 1),
+        "pages": pages,
+    }
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    if not args.no_doc:
+        from bench.report import write_performance_doc
+
+        write_performance_doc(results, ROOT / "docs" / "PERFORMANCE.md")
+        print("wrote docs/PERFORMANCE.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -161,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from inventory.models import Provider, VirtualDisk, VirtualMachine
 
     call_command("migrate", verbosity=0)
-    Provider.objects.bulk_create(
-        [Provider(name=f.stem, uri=f"test://{f.resolve()}") for f in files], batch_size=500
-    )
+    Provider.objects.bulk_create([Provider(name=f.stem, uri=f"test://{f.resolve()}") for f in files], batch_size=500)
 
     print(f"KVM discovery, {args.hosts} hosts x {args.vms_per_host} VMs:")
     first = discover_all("first discovery")
@@ -172,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     unchanged = discover_all("unchanged rediscovery")
     print("virsh way (one process per VM), sampled:")
     virsh = time_virsh_way(files, sample_hosts=args.virsh_sample_hosts)
-    print(f"  {virsh['sample_vms']} VMs in {virsh['sample_seconds']:.1f} s -> {virsh['scaled_seconds_total']:.0f} s scaled")
+    print(
+        f"  {virsh['sample_vms']} VMs in {virsh['sample_seconds']:.1f} s -> {virsh['scaled_seconds_total']:.0f} s scaled"
+    )
     speedup = virsh["scaled_seconds_total"] / first["seconds"] if first["seconds"] else 0.0
     print(f"  vom's first discovery is {speedup:.0f}x faster")
     print(f"pages with {vms} VMs loaded:")

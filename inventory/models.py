@@ -31,9 +31,7 @@ class Provider(models.Model):
     username = models.CharField(max_length=150, blank=True)
     # Fernet token of the password (inventory.secrets); never shown, returned or logged.
     password_encrypted = models.TextField(blank=True, editable=False)
-    discovery_interval = models.PositiveIntegerField(
-        default=300, help_text="Seconds between scheduled discoveries."
-    )
+    discovery_interval = models.PositiveIntegerField(default=300, help_text="Seconds between scheduled discoveries.")
     enabled = models.BooleanField(default=True, help_text="Discover on the schedule.")
     description = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.NEW)
@@ -170,9 +168,7 @@ class VirtualDisk(models.Model):
     persistent = models.BooleanField(
         default=True, help_text="False: attached to the live VM only; gone at the next restart."
     )
-    volume = models.ForeignKey(
-        "StorageVolume", on_delete=models.SET_NULL, null=True, blank=True, related_name="disks"
-    )
+    volume = models.ForeignKey("StorageVolume", on_delete=models.SET_NULL, null=True, blank=True, related_name="disks")
 
     class Meta:
         ordering = ["vm", "target"]
@@ -378,12 +374,8 @@ class Operation(models.Model):
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    vm = models.ForeignKey(
-        VirtualMachine, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
-    )
-    provider = models.ForeignKey(
-        Provider, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
-    )
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations")
+    provider = models.ForeignKey(Provider, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations")
     target_name = models.CharField(max_length=255, blank=True, help_text="Name of the target when requested.")
     params = models.JSONField(default=dict, blank=True)
     requested_by = models.ForeignKey(

@@ -44,46 +44,141 @@ def _uuid(seed: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
 
 
-def make_snapshot(host: str = "kvm01", vms: int = 3, states: tuple[str, ...] = ("running", "shutoff", "paused")) -> InventorySnapshot:
+def make_snapshot(
+    host: str = "kvm01", vms: int = 3, states: tuple[str, ...] = ("running", "shutoff", "paused")
+) -> InventorySnapshot:
     """A host with ``vms`` VMs (each: a qcow2 disk on the default pool, a by-id block disk, a NIC)."""
     pool_path = "/var/lib/libvirt/images"
-    volumes = [VolumeInfo(name="golden.qcow2", key=f"{pool_path}/golden.qcow2", path=f"{pool_path}/golden.qcow2",
-                          format="qcow2", capacity_bytes=10 << 30, allocation_bytes=3 << 30)]
+    volumes = [
+        VolumeInfo(
+            name="golden.qcow2",
+            key=f"{pool_path}/golden.qcow2",
+            path=f"{pool_path}/golden.qcow2",
+            format="qcow2",
+            capacity_bytes=10 << 30,
+            allocation_bytes=3 << 30,
+        )
+    ]
     vm_infos = []
     for i in range(vms):
         name = f"{host}-vm{i:02d}"
         path = f"{pool_path}/{name}.qcow2"
-        volumes.append(VolumeInfo(name=f"{name}.qcow2", key=path, path=path, format="qcow2",
-                                  capacity_bytes=10 << 30, allocation_bytes=200 << 20,
-                                  backing_store=f"{pool_path}/golden.qcow2", backing_format="qcow2"))
-        vm_infos.append(VMInfo(
-            uuid=_uuid(f"{host}/{name}"), name=name, state=states[i % len(states)],
-            state_reason="booted" if states[i % len(states)] == "running" else "",
-            vcpus=2, max_vcpus=2, memory_bytes=2 << 30, max_memory_bytes=2 << 30,
-            os_type="hvm", arch="x86_64", machine="pc-q35-7.2", domain_type="kvm", autostart=i == 0,
-            disks=[
-                DiskInfo(target="vda", bus="virtio", device="disk", source_type="file", source=path,
-                         driver_format="qcow2", cache="none", backing_chain=[f"{pool_path}/golden.qcow2"]),
-                DiskInfo(target="sda", bus="scsi", device="lun", source_type="block",
-                         source=f"/dev/disk/by-id/wwn-0x6001405{i:09d}", driver_format="raw", cache="none",
-                         shareable=True, wwn=f"6001405{i:09d}"),
-            ],
-            nics=[NicInfo(mac=f"52:54:00:{i // 256 % 256:02x}:{i % 256:02x}:{hash(host) % 256:02x}",
-                          type="network", source="default", model="virtio")],
-            snapshots=[SnapshotInfo(name="before-upgrade", created=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-                                    state="shutoff", current=True)] if i == 0 else [],
-        ))
+        volumes.append(
+            VolumeInfo(
+                name=f"{name}.qcow2",
+                key=path,
+                path=path,
+                format="qcow2",
+                capacity_bytes=10 << 30,
+                allocation_bytes=200 << 20,
+                backing_store=f"{pool_path}/golden.qcow2",
+                backing_format="qcow2",
+            )
+        )
+        vm_infos.append(
+            VMInfo(
+                uuid=_uuid(f"{host}/{name}"),
+                name=name,
+                state=states[i % len(states)],
+                state_reason="booted" if states[i % len(states)] == "running" else "",
+                vcpus=2,
+                max_vcpus=2,
+                memory_bytes=2 << 30,
+                max_memory_bytes=2 << 30,
+                os_type="hvm",
+                arch="x86_64",
+                machine="pc-q35-7.2",
+                domain_type="kvm",
+                autostart=i == 0,
+                disks=[
+                    DiskInfo(
+                        target="vda",
+                        bus="virtio",
+                        device="disk",
+                        source_type="file",
+                        source=path,
+                        driver_format="qcow2",
+                        cache="none",
+                        backing_chain=[f"{pool_path}/golden.qcow2"],
+                    ),
+                    DiskInfo(
+                        target="sda",
+                        bus="scsi",
+                        device="lun",
+                        source_type="block",
+                        source=f"/dev/disk/by-id/wwn-0x6001405{i:09d}",
+                        driver_format="raw",
+                        cache="none",
+                        shareable=True,
+                        wwn=f"6001405{i:09d}",
+                    ),
+                ],
+                nics=[
+                    NicInfo(
+                        mac=f"52:54:00:{i // 256 % 256:02x}:{i % 256:02x}:{hash(host) % 256:02x}",
+                        type="network",
+                        source="default",
+                        model="virtio",
+                    )
+                ],
+                snapshots=[
+                    SnapshotInfo(
+                        name="before-upgrade",
+                        created=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+                        state="shutoff",
+                        current=True,
+                    )
+                ]
+                if i == 0
+                else [],
+            )
+        )
     return InventorySnapshot(
-        hosts=[HostFacts(uid=_uuid(host), hostname=host, hypervisor_type="QEMU", hypervisor_version="7.2.0",
-                         libvirt_version="9.0.0", cpu_model="EPYC-Rome", cpu_arch="x86_64", cpu_sockets=2,
-                         cpu_cores=16, cpu_threads=2, cpu_count=64, cpu_mhz=2900, memory_bytes=256 << 30)],
+        hosts=[
+            HostFacts(
+                uid=_uuid(host),
+                hostname=host,
+                hypervisor_type="QEMU",
+                hypervisor_version="7.2.0",
+                libvirt_version="9.0.0",
+                cpu_model="EPYC-Rome",
+                cpu_arch="x86_64",
+                cpu_sockets=2,
+                cpu_cores=16,
+                cpu_threads=2,
+                cpu_count=64,
+                cpu_mhz=2900,
+                memory_bytes=256 << 30,
+            )
+        ],
         vms=vm_infos,
-        pools=[PoolInfo(uuid=_uuid(f"{host}/pool/default"), name="default", type="dir", target_path=pool_path,
-                        capacity_bytes=2 << 40, allocation_bytes=1 << 40, available_bytes=1 << 40, state="running",
-                        active=True, autostart=True, volumes=volumes)],
-        networks=[NetworkInfo(name="default", uuid=_uuid(f"{host}/net/default"), bridge="virbr0",
-                              forward_mode="nat", active=True, autostart=True, ip_address="192.168.122.1",
-                              netmask="255.255.255.0")],
+        pools=[
+            PoolInfo(
+                uuid=_uuid(f"{host}/pool/default"),
+                name="default",
+                type="dir",
+                target_path=pool_path,
+                capacity_bytes=2 << 40,
+                allocation_bytes=1 << 40,
+                available_bytes=1 << 40,
+                state="running",
+                active=True,
+                autostart=True,
+                volumes=volumes,
+            )
+        ],
+        networks=[
+            NetworkInfo(
+                name="default",
+                uuid=_uuid(f"{host}/net/default"),
+                bridge="virbr0",
+                forward_mode="nat",
+                active=True,
+                autostart=True,
+                ip_address="192.168.122.1",
+                netmask="255.255.255.0",
+            )
+        ],
     )
 
 

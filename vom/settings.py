@@ -99,9 +99,7 @@ WSGI_APPLICATION = "vom.wsgi.application"
 
 _sqlite_path = Path(os.environ.get("VOM_SQLITE_PATH", VAR_DIR / "vom.sqlite3"))
 DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL", default=f"sqlite:///{_sqlite_path}", conn_max_age=60
-    )
+    "default": dj_database_url.config(env="DATABASE_URL", default=f"sqlite:///{_sqlite_path}", conn_max_age=60)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server, worker and beat share one file: wait for locks instead of failing at once.

@@ -2,9 +2,9 @@
 
 import os
 
-os.environ.setdefault("VOM_VAR_DIR", "/tmp/vom-test-var")
+os.environ.setdefault("VOM_VAR_DIR", "/tmp/vom-test-var")  # noqa: S108 - a scratch dir for tests
 
-from vom.settings import *  # noqa: E402,F403
+from vom.settings import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

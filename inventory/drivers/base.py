@@ -160,6 +160,8 @@ class InventorySnapshot:
     vms: list[VMInfo] = field(default_factory=list)
     pools: list[PoolInfo] = field(default_factory=list)
     networks: list[NetworkInfo] = field(default_factory=list)
+    # VMs that exist but could not be read this time: the sync leaves their rows as they were.
+    skipped_vm_uuids: list[str] = field(default_factory=list)
 
 
 @dataclass

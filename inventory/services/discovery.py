@@ -93,7 +93,7 @@ def execute_discovery(run_id: int) -> DiscoveryRun:
         result = apply_snapshot(provider, snapshot)
     except (DriverError, SecretError) as exc:
         return _finish_failed(run, str(exc), retryable=getattr(exc, "retryable", False), clock=clock)
-    except Exception as exc:  # noqa: BLE001 - a discovery must end as a recorded failure, never hang
+    except Exception as exc:
         logger.exception("discovery #%s of %s failed unexpectedly", run_id, provider.name)
         return _finish_failed(run, f"internal error: {type(exc).__name__}: {exc}", retryable=False, clock=clock)
     return _finish_succeeded(run, result, clock=clock)
@@ -112,7 +112,12 @@ def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) ->
     )
     logger.info(
         "discovery #%s of %s: +%s ~%s -%s in %s ms",
-        run.pk, run.provider.name, run.added, run.changed, run.removed, run.duration_ms,
+        run.pk,
+        run.provider.name,
+        run.added,
+        run.changed,
+        run.removed,
+        run.duration_ms,
     )
     return run
 

@@ -10,23 +10,110 @@ from django.utils import timezone
 
 from inventory.models import Provider, StoragePool, VirtualMachine
 
-PROVIDER_FIELDS = ["name", "kind", "uri", "username", "discovery_interval", "enabled", "description", "status",
-                   "stale_reason", "last_discovery_at", "last_success_at"]
-HOST_FIELDS = ["uid", "hostname", "hypervisor_type", "hypervisor_version", "libvirt_version", "cpu_model", "cpu_arch",
-               "cpu_sockets", "cpu_cores", "cpu_threads", "cpu_count", "cpu_mhz", "memory_bytes", "removed_at"]
-VM_FIELDS = ["uuid", "name", "state", "raw_state", "state_reason", "vcpus", "max_vcpus", "memory_bytes",
-             "max_memory_bytes", "os_type", "arch", "machine", "domain_type", "autostart", "persistent",
-             "description", "removed_at"]
-DISK_FIELDS = ["target", "bus", "device", "source_type", "source", "source_pool", "source_volume", "driver_format",
-               "cache", "serial", "wwn", "read_only", "shareable", "backing_chain", "persistent"]
+PROVIDER_FIELDS = [
+    "name",
+    "kind",
+    "uri",
+    "username",
+    "discovery_interval",
+    "enabled",
+    "description",
+    "status",
+    "stale_reason",
+    "last_discovery_at",
+    "last_success_at",
+]
+HOST_FIELDS = [
+    "uid",
+    "hostname",
+    "hypervisor_type",
+    "hypervisor_version",
+    "libvirt_version",
+    "cpu_model",
+    "cpu_arch",
+    "cpu_sockets",
+    "cpu_cores",
+    "cpu_threads",
+    "cpu_count",
+    "cpu_mhz",
+    "memory_bytes",
+    "removed_at",
+]
+VM_FIELDS = [
+    "uuid",
+    "name",
+    "state",
+    "raw_state",
+    "state_reason",
+    "vcpus",
+    "max_vcpus",
+    "memory_bytes",
+    "max_memory_bytes",
+    "os_type",
+    "arch",
+    "machine",
+    "domain_type",
+    "autostart",
+    "persistent",
+    "description",
+    "removed_at",
+]
+DISK_FIELDS = [
+    "target",
+    "bus",
+    "device",
+    "source_type",
+    "source",
+    "source_pool",
+    "source_volume",
+    "driver_format",
+    "cache",
+    "serial",
+    "wwn",
+    "read_only",
+    "shareable",
+    "backing_chain",
+    "persistent",
+]
 NIC_FIELDS = ["mac", "type", "source", "model", "target"]
 SNAPSHOT_FIELDS = ["name", "created_at", "state", "description", "parent", "current"]
-POOL_FIELDS = ["uuid", "name", "type", "target_path", "source", "capacity_bytes", "allocation_bytes",
-               "available_bytes", "state", "active", "autostart", "persistent", "removed_at"]
-VOLUME_FIELDS = ["name", "key", "path", "format", "capacity_bytes", "allocation_bytes", "backing_store",
-                 "backing_format"]
-NETWORK_FIELDS = ["name", "uuid", "bridge", "forward_mode", "active", "autostart", "persistent", "ip_address",
-                  "netmask", "removed_at"]
+POOL_FIELDS = [
+    "uuid",
+    "name",
+    "type",
+    "target_path",
+    "source",
+    "capacity_bytes",
+    "allocation_bytes",
+    "available_bytes",
+    "state",
+    "active",
+    "autostart",
+    "persistent",
+    "removed_at",
+]
+VOLUME_FIELDS = [
+    "name",
+    "key",
+    "path",
+    "format",
+    "capacity_bytes",
+    "allocation_bytes",
+    "backing_store",
+    "backing_format",
+]
+NETWORK_FIELDS = [
+    "name",
+    "uuid",
+    "bridge",
+    "forward_mode",
+    "active",
+    "autostart",
+    "persistent",
+    "ip_address",
+    "netmask",
+    "removed_at",
+]
 
 
 def _plain(obj: Model, fields: list[str]) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def execute_operation(op_id: int) -> Operation:
     except (DriverError, SecretError) as exc:
         run.log(str(exc), level="error")
         return _finish(op, ok=False, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - an operation must end as a recorded failure, never hang
+    except Exception as exc:
         logger.exception("operation #%s failed unexpectedly", op_id)
         run.log(f"internal error: {type(exc).__name__}", level="error")
         return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
@@ -236,14 +236,20 @@ def _wait_for(
         time.sleep(POLL_SECONDS)
 
 
-def _power(method: Callable[[Driver, str], None], verb: str) -> Callable[[Driver, VirtualMachine, Operation, _Run], None]:
+def _power(
+    method: Callable[[Driver, str], None], verb: str
+) -> Callable[[Driver, VirtualMachine, Operation, _Run], None]:
     def execute(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
         run.progress(10, f"{verb}")
         method(driver, vm.uuid)
         run.log(f"{verb}: request accepted by the hypervisor")
         wanted = SPECS[op.kind].done_when
-        if not _wait_for(driver, vm, run, wanted, timeout=STATE_WAIT_SECONDS, start_pct=30, label="waiting for the new state"):
-            raise OperationFailed(f"VM {vm.name!r} is {vm.state} after {STATE_WAIT_SECONDS} s, expected {', '.join(sorted(wanted))}")
+        if not _wait_for(
+            driver, vm, run, wanted, timeout=STATE_WAIT_SECONDS, start_pct=30, label="waiting for the new state"
+        ):
+            raise OperationFailed(
+                f"VM {vm.name!r} is {vm.state} after {STATE_WAIT_SECONDS} s, expected {', '.join(sorted(wanted))}"
+            )
         run.log(f"VM is {vm.state}")
 
     return execute
@@ -254,7 +260,15 @@ def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
     run.progress(5, "asking the guest to shut down")
     driver.shutdown(vm.uuid)
     run.log(f"graceful shutdown requested; waiting up to {timeout} s for the guest to power off")
-    if not _wait_for(driver, vm, run, frozenset({S.STOPPED}), timeout=timeout, start_pct=10, label="waiting for the guest to shut down"):
+    if not _wait_for(
+        driver,
+        vm,
+        run,
+        frozenset({S.STOPPED}),
+        timeout=timeout,
+        start_pct=10,
+        label="waiting for the guest to shut down",
+    ):
         raise OperationFailed(
             f"VM {vm.name!r} did not shut down within {timeout} s (the guest may ignore the shutdown request). "
             "It is still running: use Power off to force it off.",
@@ -278,8 +292,14 @@ def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
         driver.snapshot_create(vm.uuid, name, str(op.params.get("description", "")))
         VMSnapshot.objects.filter(vm=vm, current=True).update(current=False)
         VMSnapshot.objects.update_or_create(
-            vm=vm, name=name,
-            defaults={"created_at": now, "current": True, "state": vm.raw_state, "description": str(op.params.get("description", ""))},
+            vm=vm,
+            name=name,
+            defaults={
+                "created_at": now,
+                "current": True,
+                "state": vm.raw_state,
+                "description": str(op.params.get("description", "")),
+            },
         )
         run.log(f"snapshot {name!r} created")
     elif op.kind == Kind.SNAPSHOT_REVERT:

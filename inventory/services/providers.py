@@ -76,7 +76,9 @@ def create_provider(
         raise ValidationError({"name": [f"A provider named {name.strip()!r} already exists."]}) from None
 
 
-def update_provider(*, provider: Provider, password: str | None = None, clear_password: bool = False, **changes: Any) -> Provider:
+def update_provider(
+    *, provider: Provider, password: str | None = None, clear_password: bool = False, **changes: Any
+) -> Provider:
     """Change a provider. ``password=None`` keeps the stored one; ``clear_password`` removes it."""
     allowed = {"name", "uri", "username", "discovery_interval", "enabled", "description"}
     unknown = set(changes) - allowed

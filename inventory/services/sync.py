@@ -111,7 +111,7 @@ class _Reconciler(Generic[M]):
             self.existing[key] = obj
             return obj
         changed = [name for name, value in values.items() if getattr(obj, name) != value]
-        if self.marks_removed and getattr(obj, "removed_at") is not None:
+        if self.marks_removed and obj.removed_at is not None:
             changed.append("removed_at")
             values = {**values, "removed_at": None}
         if changed:
@@ -129,15 +129,11 @@ class _Reconciler(Generic[M]):
             self.model.objects.bulk_update(self.to_update, sorted(self.updated_fields), batch_size=BATCH)
         self.counts.added = len(self.to_create)
         self.counts.changed = len(self.to_update)
-        gone = [
-            obj
-            for key, obj in self.existing.items()
-            if key not in self.seen and (scope is None or scope(key))
-        ]
+        gone = [obj for key, obj in self.existing.items() if key not in self.seen and (scope is None or scope(key))]
         if self.on_missing == "mark":
-            gone = [obj for obj in gone if getattr(obj, "removed_at") is None]
+            gone = [obj for obj in gone if obj.removed_at is None]
             for obj in gone:
-                setattr(obj, "removed_at", now)
+                obj.removed_at = now
             if gone:
                 self.model.objects.bulk_update(gone, ["removed_at"], batch_size=BATCH)
         elif gone:
@@ -213,7 +209,14 @@ def _disk_values(vm_id: int, d: DiskInfo, volume_id: int | None) -> dict[str, An
 
 
 def _nic_values(vm_id: int, n: NicInfo) -> dict[str, Any]:
-    return {"vm_id": vm_id, "mac": n.mac.lower(), "type": n.type, "source": n.source, "model": n.model, "target": n.target}
+    return {
+        "vm_id": vm_id,
+        "mac": n.mac.lower(),
+        "type": n.type,
+        "source": n.source,
+        "model": n.model,
+        "target": n.target,
+    }
 
 
 def _snapshot_values(vm_id: int, s: SnapshotInfo) -> dict[str, Any]:
@@ -318,9 +321,7 @@ def apply_snapshot(provider: Provider, snapshot: InventorySnapshot) -> SyncResul
             for vol in p.volumes
         }
 
-        networks = _Reconciler(
-            Network, Network.objects.filter(provider=provider), lambda n: n.name, on_missing="mark"
-        )
+        networks = _Reconciler(Network, Network.objects.filter(provider=provider), lambda n: n.name, on_missing="mark")
         for net in snapshot.networks:
             networks.offer(net.name, _network_values(provider, net, only_host))
         result.add("network", networks.flush(now))
@@ -331,7 +332,8 @@ def apply_snapshot(provider: Provider, snapshot: InventorySnapshot) -> SyncResul
         for vm in snapshot.vms:
             host_id = host_ids.get(vm.host_uid, only_host) if vm.host_uid else only_host
             vms.offer(vm.uuid, _vm_values(provider, vm, host_id))
-        result.add("vm", vms.flush(now))
+        skipped = set(snapshot.skipped_vm_uuids)
+        result.add("vm", vms.flush(now, scope=lambda uuid: uuid not in skipped))
         vm_ids = {vm.uuid: vms.existing[vm.uuid].pk for vm in snapshot.vms}
         seen_vm_ids = set(vm_ids.values())
 

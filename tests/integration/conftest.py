@@ -65,7 +65,9 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(redis_url, django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[subprocess.Popen]:
+def celery_worker_process(
+    redis_url, django_db_setup, django_db_blocker, tmp_path_factory
+) -> Iterator[subprocess.Popen]:
     """A real `celery worker` on all three queues, using the test database file and the test redis."""
     from vom.celery import app
 
@@ -83,9 +85,26 @@ def celery_worker_process(redis_url, django_db_setup, django_db_blocker, tmp_pat
     env.pop("VOM_CELERY_EAGER", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "vom", "worker", "-Q", "discovery,orchestration,provisioning",
-             "--concurrency", "2", "-l", "info", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "vom",
+                "worker",
+                "-Q",
+                "discovery,orchestration,provisioning",
+                "--concurrency",
+                "2",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     app.conf.update(broker_url=redis_url, task_always_eager=False)
     app.pool.force_close_all()

@@ -66,15 +66,18 @@ def _wait_op(op: Operation, timeout: float = 60) -> Operation:
     def done():
         op.refresh_from_db()
         return not op.is_active
+
     wait_until(done, timeout, what=f"operation {op.kind}")
     return op
 
 
 def _discover(provider) -> DiscoveryRun:
     run = request_discovery(provider=provider)
+
     def done():
         run.refresh_from_db()
         return not run.is_active
+
     wait_until(done, 60, what="discovery")
     return run
 

@@ -85,3 +85,15 @@ def test_inactive_pool_keeps_its_known_volumes():
     snap.pools[0].volumes = []
     apply_snapshot(provider, snap)
     assert StorageVolume.objects.filter(pool__provider=provider).count() == 3
+
+
+def test_vm_that_could_not_be_read_is_left_alone_not_removed():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=3))
+    snap = make_snapshot(vms=3)
+    unreadable = snap.vms.pop(1)
+    snap.skipped_vm_uuids.append(unreadable.uuid)
+    result = apply_snapshot(provider, snap)
+    assert result.rows_written == 0
+    vm = VirtualMachine.objects.get(uuid=unreadable.uuid)
+    assert vm.removed_at is None and vm.disks.count() == 2

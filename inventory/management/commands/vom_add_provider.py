@@ -43,5 +43,7 @@ class Command(BaseCommand):
                 enabled=not o["disabled"],
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())) from None
+            raise CommandError(
+                "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+            ) from None
         self.stdout.write(f"Added provider {provider.name} (#{provider.pk}) for {provider.uri}")

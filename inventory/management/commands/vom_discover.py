@@ -67,4 +67,3 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(results, indent=2))
         if failed:
             raise CommandError(f"{failed} of {len(providers)} discoveries failed")
-

@@ -1,0 +1,1 @@
+"""Benchmarks for discovery at scale: generated ``test:///`` node files and the virsh baseline."""

@@ -11,4 +11,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 VOM_SHUTDOWN_TIMEOUT = 5
 
 # A file, not memory: integration tests share the test database with a real Celery worker process.
-DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / "test-db.sqlite3"))}  # noqa: F405
+# One per test run (pid), so that runs on the same machine do not trample each other.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))}  # noqa: F405

@@ -64,6 +64,15 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     proc.wait(10)
 
 
+def _reset_broker_connections(app) -> None:
+    """Drop pooled broker connections so the next send uses the broker URL just configured."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(
     redis_url, django_db_setup, django_db_blocker, tmp_path_factory
@@ -107,7 +116,7 @@ def celery_worker_process(
             stderr=subprocess.STDOUT,
         )
     app.conf.update(broker_url=redis_url, task_always_eager=False)
-    app.pool.force_close_all()
+    _reset_broker_connections(app)
     try:
         wait_until(lambda: app.control.ping(timeout=0.5), 60, interval=0.5, what="the celery worker")
         yield proc

@@ -6,9 +6,11 @@ console's own task path.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -32,6 +34,7 @@ def _tiny_domain_xml(name: str, disk: str) -> str:
     ET.SubElement(dom, "vcpu").text = "1"
     os_el = ET.SubElement(dom, "os")
     ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(ET.SubElement(dom, "features"), "acpi")  # PCI hotplug on i440fx needs ACPI
     devices = ET.SubElement(dom, "devices")
     ET.SubElement(devices, "emulator").text = "/usr/bin/qemu-system-x86_64"
     d = ET.SubElement(devices, "disk", type="file", device="disk")
@@ -46,12 +49,21 @@ def _tiny_domain_xml(name: str, disk: str) -> str:
 
 
 @pytest.fixture
-def tiny_vm(libvirtd_uri, tmp_path):
+def image_dir():
+    """A directory QEMU (running as libvirt-qemu) can read, unlike pytest's private tmp dirs."""
+    path = Path("/var/lib/libvirt/images") / f"vom-tests-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tiny_vm(libvirtd_uri, image_dir):
     conn = libvirt.open(libvirtd_uri)
     name = f"vom-it-{uuid.uuid4().hex[:8]}"
-    disk = tmp_path / f"{name}.qcow2"
+    disk = image_dir / f"{name}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
-    tmp_path.chmod(0o755)
     dom = conn.defineXML(_tiny_domain_xml(name, str(disk)))
     yield dom
     try:
@@ -82,7 +94,7 @@ def _discover(provider) -> DiscoveryRun:
     return run
 
 
-def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, libvirtd_uri, tiny_vm, tmp_path):
+def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, libvirtd_uri, tiny_vm, image_dir):
     user = make_user("operator")
     provider = create_provider(name="real-kvm", uri=libvirtd_uri)
 
@@ -105,7 +117,7 @@ def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, li
     assert vm.state == VirtualMachine.State.RUNNING
 
     # A disk attached to the live VM only (virsh attach-disk without --config) is flagged non-persistent.
-    extra = tmp_path / "extra.qcow2"
+    extra = image_dir / "extra.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(extra), "16M"], check=True)
     disk = ET.Element("disk", type="file", device="disk")
     ET.SubElement(disk, "driver", name="qemu", type="qcow2")

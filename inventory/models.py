@@ -391,6 +391,14 @@ class Operation(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        constraints = [
+            # One operation at a time per VM: the database refuses a second active one.
+            models.UniqueConstraint(
+                fields=["vm"],
+                condition=Q(status__in=["pending", "running"]),
+                name="operation_one_active_per_vm",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.target_name} ({self.status})"

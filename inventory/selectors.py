@@ -8,12 +8,14 @@ from inventory.models import (
     DiscoveryRun,
     Host,
     Network,
+    NetworkInterface,
     Operation,
     Provider,
     StoragePool,
     StorageVolume,
     VirtualDisk,
     VirtualMachine,
+    VMSnapshot,
 )
 
 
@@ -21,12 +23,14 @@ def provider_list() -> QuerySet[Provider]:
     return Provider.objects.annotate(
         host_count=Count("hosts", filter=Q(hosts__removed_at__isnull=True), distinct=True),
         vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True), distinct=True),
-    )
+    ).order_by("name", "pk")
 
 
 def host_list() -> QuerySet[Host]:
-    return Host.objects.select_related("provider").annotate(
-        vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True))
+    return (
+        Host.objects.select_related("provider")
+        .annotate(vm_count=Count("vms", filter=Q(vms__removed_at__isnull=True)))
+        .order_by("hostname", "pk")
     )
 
 
@@ -47,15 +51,35 @@ def disk_list() -> QuerySet[VirtualDisk]:
 
 
 def pool_list() -> QuerySet[StoragePool]:
-    return StoragePool.objects.select_related("provider", "host").annotate(volume_count=Count("volumes"))
+    return (
+        StoragePool.objects.select_related("provider", "host")
+        .annotate(volume_count=Count("volumes"))
+        .order_by("name", "pk")
+    )
 
 
 def volume_list() -> QuerySet[StorageVolume]:
-    return StorageVolume.objects.select_related("pool", "pool__provider").annotate(disk_count=Count("disks"))
+    return (
+        StorageVolume.objects.select_related("pool", "pool__provider")
+        .annotate(disk_count=Count("disks"))
+        .order_by("pool__name", "name", "pk")
+    )
 
 
 def network_list() -> QuerySet[Network]:
     return Network.objects.select_related("provider", "host")
+
+
+def nic_list() -> QuerySet[NetworkInterface]:
+    return NetworkInterface.objects.select_related("vm")
+
+
+def snapshot_list() -> QuerySet[VMSnapshot]:
+    return VMSnapshot.objects.select_related("vm")
+
+
+def operation_detail() -> QuerySet[Operation]:
+    return operation_list().prefetch_related("log")
 
 
 def discovery_list() -> QuerySet[DiscoveryRun]:

@@ -27,6 +27,7 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 
 $PY manage.py migrate --noinput -v 0
+$PY manage.py collectstatic --noinput -v 0
 $PY manage.py vom_bootstrap_admin
 $PY manage.py vom_load_demo
 

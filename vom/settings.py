@@ -139,8 +139,9 @@ X_FRAME_OPTIONS = "DENY"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an anonymous API call gets 401 with WWW-Authenticate rather than 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["inventory.roles.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -161,6 +162,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderKindEnum": "inventory.models.Provider.Kind",
+        "ProviderStatusEnum": "inventory.models.Provider.Status",
+        "VMStateEnum": "inventory.models.VirtualMachine.State",
+        "DiscoveryStatusEnum": "inventory.models.DiscoveryRun.Status",
+        "DiscoveryTriggerEnum": "inventory.models.DiscoveryRun.Trigger",
+        "OperationKindEnum": "inventory.models.Operation.Kind",
+        "OperationStatusEnum": "inventory.models.Operation.Status",
+    },
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("VOM_VAR_DIR", "/tmp/vom-test-var")  # noqa: S108 - a scratch dir for tests
 
 from vom.settings import *  # noqa: F403
+from vom.settings import DATABASES, VAR_DIR
 
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
@@ -12,4 +13,6 @@ VOM_SHUTDOWN_TIMEOUT = 5
 
 # A file, not memory: integration tests share the test database with a real Celery worker process.
 # One per test run (pid), so that runs on the same machine do not trample each other.
-DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))}  # noqa: F405
+_test_db = os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
+DATABASES["default"]["TEST"] = {"NAME": _test_db}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns about a missing root

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import re
+import threading
 import uuid as uuid_module
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -431,6 +432,66 @@ def _parse_network_xml(info: NetworkInfo, xml: str) -> None:
 # --- the driver ------------------------------------------------------------------------------
 
 
+# libvirt's test driver loads its node file afresh on every open, so each connection is a new host
+# in its initial state: a VM started through one connection is shut off again in the next. To behave
+# like one host over time (the demo, tests of successive operations), a process keeps one connection
+# per test:// node file, reopened when the file changes. Real hypervisor URIs are never kept.
+_kept_lock = threading.Lock()
+_kept: dict[tuple[str, str | None, str | None], tuple[tuple[int, int], Any]] = {}
+
+
+def _node_file_stamp(uri: str) -> tuple[int, int] | None:
+    parts = urlsplit(uri)
+    if parts.scheme != "test" or parts.path in ("", "/default"):
+        return None  # test:///default is already one shared host per process
+    try:
+        st = os.stat(parts.path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _kept_key(uri: str, credentials: Credentials | None) -> tuple[str, str | None, str | None]:
+    return (uri, credentials.username if credentials else None, credentials.password if credentials else None)
+
+
+def _kept_test_connection(uri: str, credentials: Credentials | None) -> Any:
+    stamp = _node_file_stamp(uri)
+    if stamp is None:
+        return None
+    with _kept_lock:
+        entry = _kept.get(_kept_key(uri, credentials))
+        if entry is None:
+            return None
+        if entry[0] != stamp:  # the node file was rewritten: start from its new contents
+            del _kept[_kept_key(uri, credentials)]
+            return None
+        return entry[1]
+
+
+def _keep_test_connection(uri: str, credentials: Credentials | None, conn: Any) -> None:
+    stamp = _node_file_stamp(uri)
+    if stamp is not None:
+        with _kept_lock:
+            _kept[_kept_key(uri, credentials)] = (stamp, conn)
+
+
+def _is_kept_test_connection(conn: Any) -> bool:
+    with _kept_lock:
+        return any(kept is conn for _, kept in _kept.values())
+
+
+def forget_test_connections(uri: str | None = None) -> None:
+    """Drop kept test:// connections (all, or those of ``uri``), so the next open rereads the file."""
+    with _kept_lock:
+        for key in [k for k in _kept if uri is None or k[0] == uri]:
+            _, conn = _kept.pop(key)
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+
 class LibvirtDriver:
     """A :class:`~inventory.drivers.base.Driver` for one libvirt URI (one hypervisor host).
 
@@ -453,6 +514,8 @@ class LibvirtDriver:
     def close(self) -> None:
         """Close the connection; the driver may be used again and will reconnect."""
         conn, self._conn = self._conn, None
+        if conn is not None and _is_kept_test_connection(conn):
+            return
         if conn is not None:
             try:
                 conn.close()
@@ -479,6 +542,10 @@ class LibvirtDriver:
             raise DriverError(f"invalid libvirt URI {uri!r}: {problem}")
         self._check_node_file()
         _silence_libvirt_stderr()
+        kept = _kept_test_connection(self.uri, self.credentials)
+        if kept is not None:
+            self._conn = kept
+            return kept
         try:
             if self.credentials is None:
                 self._conn = libvirt.open(self.uri)
@@ -491,6 +558,7 @@ class LibvirtDriver:
             raise DriverError(f"cannot connect to {uri}: {_error_text(err)}", retryable=_is_retryable(err)) from err
         if self._conn is None:  # old bindings returned None instead of raising
             raise DriverError(f"cannot connect to {uri}", retryable=True)
+        _keep_test_connection(self.uri, self.credentials, self._conn)
         return self._conn
 
     def _check_node_file(self) -> None:
@@ -518,6 +586,7 @@ class LibvirtDriver:
         """The DriverError for a libvirt error raised while doing ``action``."""
         retryable = _is_retryable(err)
         if retryable:
+            forget_test_connections(self.uri)
             # The connection is likely dead; reconnect on the next call instead of reusing it.
             self.close()
         return DriverError(f"{action}: {_error_text(err)}", retryable=retryable)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory import states
@@ -111,15 +111,19 @@ def request_vm_operation(
     reason = refusal(vm, kind, params)
     if reason:
         raise ValidationError(reason)
-    op = Operation.objects.create(
-        kind=kind,
-        vm=vm,
-        provider_id=vm.provider_id,
-        target_name=vm.name,
-        params=params,
-        requested_by=user if user is not None and user.is_authenticated else None,
-        message="queued",
-    )
+    try:
+        with transaction.atomic():
+            op = Operation.objects.create(
+                kind=kind,
+                vm=vm,
+                provider_id=vm.provider_id,
+                target_name=vm.name,
+                params=params,
+                requested_by=user if user is not None and user.is_authenticated else None,
+                message="queued",
+            )
+    except IntegrityError:  # another request for this VM won the race a moment ago
+        raise ValidationError(f"VM {vm.name!r} already has an operation in progress") from None
     from inventory.tasks import run_operation
 
     op_id = op.pk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -18,6 +19,13 @@ MAX_INTERVAL = 7 * 24 * 3600
 
 def validate_uri(kind: str, uri: str) -> str | None:
     """A one-line reason why ``uri`` is not usable for ``kind``, or None."""
+    try:
+        has_password = urlsplit(uri).password is not None
+    except ValueError:
+        has_password = False
+    if has_password:
+        # A password in the URI would be stored and shown in clear: it belongs in the password field.
+        return "do not put a password in the URI; enter it in the password field, where it is stored encrypted"
     if kind == Provider.Kind.LIBVIRT:
         from inventory.drivers.libvirt import validate_uri as validate_libvirt_uri
 
@@ -84,15 +92,16 @@ def update_provider(
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationError({field: ["This field cannot be changed."] for field in unknown})
-    for field, value in changes.items():
-        setattr(provider, field, value.strip() if isinstance(value, str) else value)
+    changes = {field: value.strip() if isinstance(value, str) else value for field, value in changes.items()}
     _validate(
-        name=provider.name,
+        name=changes.get("name", provider.name),
         kind=provider.kind,
-        uri=provider.uri,
-        discovery_interval=provider.discovery_interval,
+        uri=changes.get("uri", provider.uri),
+        discovery_interval=changes.get("discovery_interval", provider.discovery_interval),
         exclude_pk=provider.pk,
     )
+    for field, value in changes.items():  # only once valid: a caller keeping the object never holds bad values
+        setattr(provider, field, value)
     if clear_password:
         provider.password_encrypted = ""
     elif password:

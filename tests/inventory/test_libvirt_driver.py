@@ -29,7 +29,7 @@ from inventory.drivers.base import (
     VMInfo,
     VolumeInfo,
 )
-from inventory.drivers.libvirt import _REASON_NAMES, LibvirtDriver, validate_uri
+from inventory.drivers.libvirt import _REASON_NAMES, LibvirtDriver, forget_test_connections, validate_uri
 
 WEB_UUID = "11111111-1111-4111-8111-111111111111"
 TRANSIENT_UUID = "22222222-2222-4222-8222-222222222222"
@@ -727,7 +727,22 @@ def test_close_is_idempotent_and_the_driver_reconnects(node_uri: str) -> None:
     assert drv.vm_state(WEB_UUID).state == "shutoff"
     drv.close()
     drv.close()
-    # A new connection to a node file starts again from the file, so the VM runs again.
+    # The process keeps one connection per node file, so the host keeps its state like a real one...
+    assert drv.vm_state(WEB_UUID).state == "shutoff"
+    drv.close()
+    # ...until the kept connection is dropped: a new one starts again from the file.
+    forget_test_connections(node_uri)
+    assert drv.vm_state(WEB_UUID).state == "running"
+    drv.close()
+
+
+def test_a_rewritten_node_file_is_read_afresh(node_uri: str) -> None:
+    drv = LibvirtDriver(node_uri)
+    drv.power_off(WEB_UUID)
+    path = node_uri.removeprefix("test://")
+    with open(path, "ab") as fh:
+        fh.write(b"\n")  # the file changed: the next connection must see its contents, not the kept host
+    drv.close()
     assert drv.vm_state(WEB_UUID).state == "running"
     drv.close()
 

@@ -1,0 +1,487 @@
+"""REST API viewsets: thin — validate the request's shape, call one service, answer.
+
+Status codes, the same on every endpoint:
+
+- 200 read, 201 provider created, 204 provider deleted;
+- 202 an operation or a discovery was queued (body: the Operation / DiscoveryRun; ``Location``: its URL);
+- 400 bad input, with field errors (``{"field": ["why"]}``) — malformed URI, duplicate name, bad filter;
+- 401/403 not signed in (DRF answers 403 while session authentication is listed first in settings);
+  403 signed in without the role (viewer reads, operator runs operations and discovery, admin configures);
+- 404 no such object; 405 method not allowed;
+- 409 the operation was refused in the VM's current state, with ``{"detail": "reason"}``
+  (start a running VM, a snapshot name already used or unknown, an operation already in progress).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model, QuerySet
+from django.template import engines
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from drf_spectacular.views import SpectacularRedocView
+from rest_framework import serializers as drf_serializers
+from rest_framework import status, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import TemplateHTMLRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from inventory import selectors
+from inventory.api import serializers as s
+from inventory.filters import (
+    DiscoveryRunFilterSet,
+    DiskFilterSet,
+    HostFilterSet,
+    NetworkFilterSet,
+    OperationFilterSet,
+    PoolFilterSet,
+    ProviderFilterSet,
+    VMFilterSet,
+    VolumeFilterSet,
+)
+from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
+from inventory.roles import ADMIN, OPERATOR
+from inventory.services.discovery import request_discovery
+from inventory.services.operations import request_bulk_vm_operation, request_vm_operation
+from inventory.services.providers import create_provider, delete_provider, update_provider
+
+REFUSED = OpenApiResponse(s.DetailSerializer, description="Refused in the VM's current state, with the reason.")
+QUEUED_OPERATION = OpenApiResponse(
+    s.OperationSerializer, description="Queued. `Location` is the operation's URL: poll it for progress."
+)
+
+
+class VomPagination(PageNumberPagination):
+    """``?page=N`` and ``?page_size=`` (default 50, at most 500)."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class StableOrderingFilter(OrderingFilter):
+    """``?ordering=`` over the view's whitelist, then by id, so pages never overlap or skip rows.
+
+    The default is the view's ``ordering``: annotated selectors lose the model's Meta.ordering (Django
+    ignores it in GROUP BY queries), so every list names its order here.
+    """
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: APIView) -> list[str]:
+        ordering = list(super().get_ordering(request, queryset, view) or [])
+        if not {"pk", "-pk", "id", "-id"} & set(ordering):
+            ordering.append("pk")
+        return ordering
+
+
+LIST_FILTERS = [DjangoFilterBackend, StableOrderingFilter]
+
+
+class ListFiltersMixin(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Lists are filtered with the GUI's FilterSet, ordered by a whitelist and paginated; one object is not.
+
+    One object by id is found whether or not it matches the list's filters: a VM marked removed keeps its
+    detail (history), and an operation on it is refused with the reason rather than answered with a 404.
+    """
+
+    pagination_class = VomPagination
+    filter_backends = LIST_FILTERS
+
+    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.detail:
+            return queryset
+        return super().filter_queryset(queryset)
+
+
+class InventoryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+    """Read-only inventory."""
+
+
+def _accepted(request: Request, data: Any, obj: Model, view_name: str) -> Response:
+    location = reverse(view_name, args=[obj.pk], request=request)
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def _operation_accepted(request: Request, op: Operation) -> Response:
+    return _accepted(request, s.OperationSerializer(op).data, op, "api:operation-detail")
+
+
+def _refused(exc: DjangoValidationError) -> Response:
+    return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_409_CONFLICT)
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+@extend_schema(
+    auth=[],
+    request=AuthTokenSerializer,
+    responses={
+        200: inline_serializer("Token", {"token": drf_serializers.CharField()}),
+        400: OpenApiResponse(description="Wrong username or password (`non_field_errors`)."),
+    },
+    description="Exchange a username and password for an API token; send it as `Authorization: Token <key>`. "
+    "The same token is returned until it is deleted.",
+)
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
+class TokenView(ObtainAuthToken):
+    """The one endpoint open to anonymous callers: it is how they stop being anonymous."""
+
+
+# --- documentation pages -----------------------------------------------------------------------
+
+# drf-spectacular's Redoc page links Google Fonts; the console loads nothing from outside the server.
+_REDOC_PAGE = """{% extends "drf_spectacular/redoc.html" %}{% block head %}
+<title>{{ title|default:"Redoc" }}</title>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body { margin: 0; padding: 0; }</style>
+{% endblock head %}"""
+
+
+class _LocalRedocRenderer(TemplateHTMLRenderer):
+    def resolve_template(self, template_names: Iterable[str]) -> Any:
+        return engines["django"].from_string(_REDOC_PAGE)
+
+
+class RedocView(SpectacularRedocView):
+    """Redoc with its script from drf-spectacular-sidecar under /static/ and system fonts."""
+
+    renderer_classes = [_LocalRedocRenderer]
+
+
+# --- providers ---------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: s.ProviderSerializer}),
+    destroy=extend_schema(description="Remove the provider and everything discovered behind it."),
+)
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
+class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[type-arg]
+    """Discovery sources. Reads: viewer; add/change/remove: admin; discover now: operator."""
+
+    serializer_class = s.ProviderSerializer
+    filterset_class = ProviderFilterSet
+    ordering_fields = ["name", "kind", "status", "last_discovery_at", "created", "host_count", "vm_count"]
+    ordering = ["name"]
+    write_role = ADMIN
+    action_roles = {"discover": OPERATOR}
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.provider_list()
+
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        data = dict(serializer.validated_data)
+        data.pop("clear_password", None)
+        provider = create_provider(**data)
+        serializer.instance = selectors.provider_list().get(pk=provider.pk)
+
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+        changes = dict(serializer.validated_data)
+        changes.pop("kind", None)  # validated equal to the current kind; the service takes no kind
+        password = changes.pop("password", None)
+        clear_password = changes.pop("clear_password", False)
+        provider = update_provider(
+            provider=cast(Provider, serializer.instance), password=password, clear_password=clear_password, **changes
+        )
+        serializer.instance = selectors.provider_list().get(pk=provider.pk)
+
+    def perform_destroy(self, instance: Any) -> None:
+        delete_provider(provider=instance)
+
+    @extend_schema(
+        request=None,
+        responses={202: OpenApiResponse(s.DiscoveryRunSerializer, description="Queued (or the one already active).")},
+        description="Queue a discovery of this provider now. If one is already queued or running, that run "
+        "is returned instead of starting a second. Operator role.",
+    )
+    @action(detail=True, methods=["post"])
+    def discover(self, request: Request, pk: str | None = None) -> Response:
+        run = request_discovery(provider=self.get_object(), trigger=DiscoveryRun.Trigger.API, user=request.user)
+        run = selectors.discovery_list().get(pk=run.pk)
+        return _accepted(request, s.DiscoveryRunSerializer(run).data, run, "api:discoveryrun-detail")
+
+    @extend_schema(responses={200: s.DiscoveryRunSerializer(many=True)}, filters=False)
+    @action(detail=True, methods=["get"])
+    def discoveries(self, request: Request, pk: str | None = None) -> Response:
+        """This provider's discoveries, newest first."""
+        provider = self.get_object()
+        runs = selectors.discovery_list().filter(provider=provider).order_by("-created", "-pk")
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(s.DiscoveryRunSerializer(page, many=True).data)
+
+
+class DiscoveryRunViewSet(InventoryViewSet):
+    serializer_class = s.DiscoveryRunSerializer
+    filterset_class = DiscoveryRunFilterSet
+    ordering_fields = ["created", "started", "finished", "duration_ms", "status"]
+    ordering = ["-created"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.discovery_list()
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+class HostViewSet(InventoryViewSet):
+    serializer_class = s.HostSerializer
+    filterset_class = HostFilterSet
+    ordering_fields = ["hostname", "cpu_count", "memory_bytes", "vm_count", "first_seen"]
+    ordering = ["hostname"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.host_list()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _power_action_schema(kind: str) -> Callable[[F], F]:
+    label = Operation.Kind(kind).label
+    return extend_schema(
+        request=None,
+        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        summary=f"{label} the VM",
+        description=f"Queue a `{kind}` operation. Operator role. 409 with the reason when the VM's state "
+        "does not allow it or it already has an operation in progress.",
+    )
+
+
+SNAPSHOT_NAME_PARAM = OpenApiParameter(
+    "snapshot_name",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The snapshot's name, percent-encoded (names never contain '/').",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(description="VMs, flat: provider and host as id + name. Removed VMs only with `removed`."),
+    retrieve=extend_schema(description="One VM with disks (source and volume), NICs, snapshots, allowed operations."),
+)
+class VMViewSet(InventoryViewSet):
+    """Virtual machines; power and snapshot operations (operator) are queued and answered with 202."""
+
+    filterset_class = VMFilterSet
+    ordering_fields = [
+        "name",
+        "state",
+        "vcpus",
+        "memory_bytes",
+        "first_seen",
+        "removed_at",
+        "provider__name",
+        "host__hostname",
+    ]
+    ordering = ["name"]
+    write_role = OPERATOR
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.action == "retrieve":
+            return selectors.vm_detail()
+        return selectors.vm_list()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return s.VMDetailSerializer if self.action == "retrieve" else s.VMListSerializer
+
+    def _request(self, kind: str, params: dict[str, Any] | None = None) -> Response:
+        vm = self.get_object()
+        try:
+            op = request_vm_operation(vm=vm, kind=kind, user=self.request.user, params=params)
+        except DjangoValidationError as exc:
+            return _refused(exc)
+        return _operation_accepted(self.request, op)
+
+    @_power_action_schema(Operation.Kind.VM_START)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_START)
+
+    @_power_action_schema(Operation.Kind.VM_SHUTDOWN)
+    @action(detail=True, methods=["post"])
+    def shutdown(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_SHUTDOWN)
+
+    @_power_action_schema(Operation.Kind.VM_POWER_OFF)
+    @action(detail=True, methods=["post"], url_path="power-off")
+    def power_off(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_POWER_OFF)
+
+    @_power_action_schema(Operation.Kind.VM_REBOOT)
+    @action(detail=True, methods=["post"])
+    def reboot(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_REBOOT)
+
+    @_power_action_schema(Operation.Kind.VM_SUSPEND)
+    @action(detail=True, methods=["post"])
+    def suspend(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_SUSPEND)
+
+    @_power_action_schema(Operation.Kind.VM_RESUME)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._request(Operation.Kind.VM_RESUME)
+
+    @extend_schema(responses={200: s.VMSnapshotRefSerializer(many=True)}, filters=False)
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def snapshots(self, request: Request, pk: str | None = None) -> Response:
+        """The VM's snapshots (POST to the same URL creates one)."""
+        vm = self.get_object()
+        return Response(s.VMSnapshotRefSerializer(vm.snapshots.all(), many=True).data)
+
+    @extend_schema(
+        request=s.SnapshotCreateSerializer,
+        responses={202: QUEUED_OPERATION, 400: OpenApiResponse(description="Field errors."), 409: REFUSED},
+        summary="Create a snapshot",
+        description="Queue a `snapshot_create` operation. The name is stored verbatim (any characters but "
+        "'/' and control characters, at most 100). Operator role.",
+    )
+    @snapshots.mapping.post
+    def create_snapshot(self, request: Request, pk: str | None = None) -> Response:
+        body = s.SnapshotCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        params = {"snapshot": body.validated_data["name"], "description": body.validated_data["description"]}
+        return self._request(Operation.Kind.SNAPSHOT_CREATE, params)
+
+    @extend_schema(
+        request=None,
+        parameters=[SNAPSHOT_NAME_PARAM],
+        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        summary="Revert to a snapshot",
+        description="Queue a `snapshot_revert` operation. Operator role.",
+    )
+    @action(detail=True, methods=["post"], url_path=r"snapshots/(?P<snapshot_name>[^/]+)/revert")
+    def revert_snapshot(self, request: Request, pk: str | None = None, snapshot_name: str = "") -> Response:
+        return self._request(Operation.Kind.SNAPSHOT_REVERT, {"snapshot": snapshot_name})
+
+    @extend_schema(
+        request=None,
+        parameters=[SNAPSHOT_NAME_PARAM],
+        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        summary="Delete a snapshot",
+        description="Queue a `snapshot_delete` operation (202, not 204: the snapshot is gone when the "
+        "operation succeeds). Operator role.",
+    )
+    @action(detail=True, methods=["delete"], url_path=r"snapshots/(?P<snapshot_name>[^/]+)")
+    def delete_snapshot(self, request: Request, pk: str | None = None, snapshot_name: str = "") -> Response:
+        return self._request(Operation.Kind.SNAPSHOT_DELETE, {"snapshot": snapshot_name})
+
+    @extend_schema(
+        request=s.BulkActionSerializer,
+        responses={202: s.BulkActionResultSerializer, 400: OpenApiResponse(description="Field errors.")},
+        summary="One power action on many VMs",
+        description="Queue `action` for each VM in `ids`. Always 202 for a valid request: `queued` holds the "
+        "operations, `refused` each VM whose state did not allow it, with the reason. Unknown ids → 400.",
+    )
+    @action(detail=False, methods=["post"], url_path="bulk-action")
+    def bulk_action(self, request: Request) -> Response:
+        body = s.BulkActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids: list[int] = body.validated_data["ids"]
+        by_id = VirtualMachine.objects.in_bulk(ids)
+        queued, refused = request_bulk_vm_operation(
+            vms=[by_id[pk] for pk in ids if pk in by_id],
+            kind=s.VM_POWER_ACTIONS[body.validated_data["action"]],
+            user=request.user,
+        )
+        data = {
+            "queued": s.OperationSerializer(queued, many=True).data,
+            "refused": [{"id": vm.pk, "name": vm.name, "reason": reason} for vm, reason in refused],
+        }
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class DiskViewSet(InventoryViewSet):
+    serializer_class = s.DiskSerializer
+    filterset_class = DiskFilterSet
+    ordering_fields = ["target", "source", "bus", "vm__name"]
+    ordering = ["vm__name", "target"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.disk_list()
+
+
+class NicViewSet(InventoryViewSet):
+    serializer_class = s.NicSerializer
+    filterset_fields = ["vm", "mac", "source", "type"]
+    ordering_fields = ["mac", "source", "vm__name"]
+    ordering = ["vm__name", "mac"]
+    queryset = NetworkInterface.objects.select_related("vm")
+
+
+class SnapshotViewSet(InventoryViewSet):
+    serializer_class = s.SnapshotSerializer
+    filterset_fields = ["vm", "name", "current"]
+    ordering_fields = ["name", "created_at", "vm__name"]
+    ordering = ["vm__name", "created_at", "name"]
+    queryset = VMSnapshot.objects.select_related("vm")
+
+
+class PoolViewSet(InventoryViewSet):
+    serializer_class = s.PoolSerializer
+    filterset_class = PoolFilterSet
+    ordering_fields = ["name", "type", "capacity_bytes", "allocation_bytes", "available_bytes", "volume_count"]
+    ordering = ["name"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.pool_list()
+
+
+class VolumeViewSet(InventoryViewSet):
+    serializer_class = s.VolumeSerializer
+    filterset_class = VolumeFilterSet
+    ordering_fields = ["name", "path", "format", "capacity_bytes", "allocation_bytes", "disk_count"]
+    ordering = ["pool__name", "name"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.volume_list()
+
+
+class NetworkViewSet(InventoryViewSet):
+    serializer_class = s.NetworkSerializer
+    filterset_class = NetworkFilterSet
+    ordering_fields = ["name", "bridge", "forward_mode", "active"]
+    ordering = ["name"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.network_list()
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+class OperationViewSet(InventoryViewSet):
+    """Operations, newest first; the detail carries the log written as the work goes on."""
+
+    filterset_class = OperationFilterSet
+    ordering_fields = ["created", "started", "finished", "status", "kind"]
+    ordering = ["-created"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.action == "retrieve":
+            return selectors.operation_list().prefetch_related("log")
+        return selectors.operation_list()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return s.OperationDetailSerializer if self.action == "retrieve" else s.OperationSerializer

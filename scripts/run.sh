@@ -31,7 +31,7 @@ $PY manage.py collectstatic --noinput -v 0
 $PY manage.py vom_bootstrap_admin
 $PY manage.py vom_load_demo
 
-.venv/bin/celery -A vom worker -Q discovery,orchestration,provisioning --concurrency 2 -l info \
+.venv/bin/celery -A vom worker -Q discovery,orchestration,provisioning --pool threads --concurrency 4 -l info \
   --logfile "$VOM_VAR_DIR/log/worker.log" &
 pids+=($!)
 .venv/bin/celery -A vom beat -l info --logfile "$VOM_VAR_DIR/log/beat.log" \

@@ -103,8 +103,10 @@ def celery_worker_process(
                 "worker",
                 "-Q",
                 "discovery,orchestration,provisioning",
+                "--pool",
+                "threads",  # one process, as `make run` uses: test:// hosts keep their state in it
                 "--concurrency",
-                "2",
+                "4",
                 "-l",
                 "info",
                 "--without-gossip",

@@ -24,7 +24,10 @@ ACTIVE = (DiscoveryRun.Status.QUEUED, DiscoveryRun.Status.RUNNING)
 def _expire_abandoned(provider: Provider) -> None:
     """A run left active by a worker that died long ago must not block discovery forever."""
     limit = timezone.now() - timedelta(seconds=settings.VOM_DISCOVERY_STALE_AFTER)
-    DiscoveryRun.objects.filter(provider=provider, status__in=ACTIVE, created__lt=limit).update(
+    abandoned = DiscoveryRun.objects.filter(provider=provider, status__in=ACTIVE, created__lt=limit)
+    if not abandoned.exists():  # a read first: no write lock taken in the usual case
+        return
+    abandoned.update(
         status=DiscoveryRun.Status.FAILED,
         finished=timezone.now(),
         error="abandoned: the worker running it stopped before it finished",
@@ -106,10 +109,11 @@ def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) ->
     run.duration_ms = int((time.monotonic() - clock) * 1000)
     run.added, run.changed, run.removed = result.added, result.changed, result.removed
     run.counts = result.as_dict()
-    run.save(update_fields=["status", "finished", "duration_ms", "added", "changed", "removed", "counts"])
-    Provider.objects.filter(pk=run.provider_id).update(
-        status=Provider.Status.OK, stale_reason="", last_discovery_at=now, last_success_at=now
-    )
+    with transaction.atomic():
+        run.save(update_fields=["status", "finished", "duration_ms", "added", "changed", "removed", "counts"])
+        Provider.objects.filter(pk=run.provider_id).update(
+            status=Provider.Status.OK, stale_reason="", last_discovery_at=now, last_success_at=now
+        )
     logger.info(
         "discovery #%s of %s: +%s ~%s -%s in %s ms",
         run.pk,
@@ -130,10 +134,11 @@ def _finish_failed(run: DiscoveryRun, error: str, *, retryable: bool, clock: flo
     run.duration_ms = int((time.monotonic() - clock) * 1000)
     run.error = error
     run.retryable = retryable
-    run.save(update_fields=["status", "finished", "duration_ms", "error", "retryable"])
-    Provider.objects.filter(pk=run.provider_id).update(
-        status=Provider.Status.STALE, stale_reason=error, last_discovery_at=now
-    )
+    with transaction.atomic():
+        run.save(update_fields=["status", "finished", "duration_ms", "error", "retryable"])
+        Provider.objects.filter(pk=run.provider_id).update(
+            status=Provider.Status.STALE, stale_reason=error, last_discovery_at=now
+        )
     logger.warning("discovery #%s of %s failed: %s", run.pk, run.provider.name, error)
     return run
 

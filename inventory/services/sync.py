@@ -8,12 +8,13 @@ disappear from a VM or pool that is still there are deleted.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from django.db import models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from inventory import states
@@ -84,62 +85,96 @@ class SyncResult:
         return {kind: dataclasses.asdict(c) for kind, c in self.kinds.items() if c.total}
 
 
+class _WouldWrite(Exception):
+    """A dry pass found something to write."""
+
+
 class _Reconciler(Generic[M]):
     """Compares rows of one model with incoming field values by natural key and writes the difference.
 
+    Existing rows are read as plain dictionaries (no model instances: a rediscovery of 20,000 VMs
+    must stay cheap); model instances are built only for rows that are written.
     ``on_missing``: "mark" sets ``removed_at`` on rows that are gone, "delete" deletes them.
     """
 
-    def __init__(self, model: type[M], existing: Iterable[M], key: Callable[[M], Hashable], *, on_missing: str):
+    def __init__(
+        self,
+        model: type[M],
+        queryset: QuerySet[M],
+        key: Callable[[dict[str, Any]], Hashable],
+        *,
+        on_missing: str,
+    ) -> None:
         self.model = model
-        self.existing: dict[Hashable, M] = {key(obj): obj for obj in existing}
+        columns = [f.attname for f in model._meta.concrete_fields if f.attname != "first_seen"]
+        self.key = key
+        self.existing: dict[Hashable, dict[str, Any]] = {key(row): row for row in queryset.order_by().values(*columns)}
         self.on_missing = on_missing
-        self.to_create: list[M] = []
-        self.to_update: list[M] = []
+        self.created: dict[Hashable, M] = {}
+        self.updated: list[dict[str, Any]] = []
         self.updated_fields: set[str] = set()
         self.seen: set[Hashable] = set()
         self.counts = KindCounts()
-        self.marks_removed = hasattr(model, "removed_at")
+        self.marks_removed = "removed_at" in columns
 
-    def offer(self, key: Hashable, values: dict[str, Any]) -> M:
-        """The row for ``key``, created or updated to ``values`` (written at :meth:`flush`)."""
+    def offer(self, key: Hashable, values: dict[str, Any]) -> None:
+        """Create or update the row for ``key`` to ``values`` (written at :meth:`flush`)."""
         self.seen.add(key)
-        obj = self.existing.get(key)
-        if obj is None:
-            obj = self.model(**values)
-            self.to_create.append(obj)
-            self.existing[key] = obj
-            return obj
-        changed = [name for name, value in values.items() if getattr(obj, name) != value]
-        if self.marks_removed and obj.removed_at is not None:
-            changed.append("removed_at")
-            values = {**values, "removed_at": None}
+        row = self.existing.get(key)
+        if row is None:
+            if key not in self.created:
+                self.created[key] = self.model(**values)
+            return
+        changed = {name: value for name, value in values.items() if row[name] != value}
+        if self.marks_removed and row["removed_at"] is not None:
+            changed["removed_at"] = None
         if changed:
-            for name in changed:
-                setattr(obj, name, values[name])
+            row.update(changed)
             self.updated_fields.update(changed)
-            self.to_update.append(obj)
-        return obj
+            self.updated.append(row)
 
-    def flush(self, now: datetime, *, scope: Callable[[Hashable], bool] | None = None) -> KindCounts:
-        """Write creations, updates and removals. ``scope`` limits removals to keys it accepts."""
-        if self.to_create:
-            self.model.objects.bulk_create(self.to_create, batch_size=BATCH)
-        if self.to_update:
-            self.model.objects.bulk_update(self.to_update, sorted(self.updated_fields), batch_size=BATCH)
-        self.counts.added = len(self.to_create)
-        self.counts.changed = len(self.to_update)
-        gone = [obj for key, obj in self.existing.items() if key not in self.seen and (scope is None or scope(key))]
+    def pk_of(self, key: Hashable) -> int:
+        row = self.existing.get(key)
+        return int(row["id"]) if row is not None else int(self.created[key].pk)
+
+    def pk_by(self, field: str) -> dict[Any, int]:
+        """Map a field's value to the row id, over existing and created rows (after :meth:`flush`)."""
+        out = {row[field]: int(row["id"]) for row in self.existing.values() if row[field]}
+        out.update({getattr(obj, field): int(obj.pk) for obj in self.created.values() if getattr(obj, field)})
+        return out
+
+    def flush(self, now: datetime, *, scope: Callable[[Hashable], bool] | None = None, dry: bool = False) -> KindCounts:
+        """Write creations, updates and removals. ``scope`` limits removals to keys it accepts.
+
+        ``dry``: write nothing; raise :class:`_WouldWrite` if there is anything to write.
+        """
+        manager = self.model._default_manager
+        gone = [row for key, row in self.existing.items() if key not in self.seen and (scope is None or scope(key))]
         if self.on_missing == "mark":
-            gone = [obj for obj in gone if obj.removed_at is None]
-            for obj in gone:
-                obj.removed_at = now
+            gone = [row for row in gone if row["removed_at"] is None]
+        if dry:
+            if self.created or self.updated or gone:
+                raise _WouldWrite
+            return self.counts
+        if self.created:
+            manager.bulk_create(list(self.created.values()), batch_size=BATCH)
+        if self.updated:
+            fields = sorted(self.updated_fields)
+            objs = [self.model(pk=row["id"], **{f: row[f] for f in fields}) for row in self.updated]
+            manager.bulk_update(objs, fields, batch_size=BATCH)
+        self.counts.added = len(self.created)
+        self.counts.changed = len(self.updated)
+        gone = [row for key, row in self.existing.items() if key not in self.seen and (scope is None or scope(key))]
+        if self.on_missing == "mark":
+            gone = [row for row in gone if row["removed_at"] is None]
+            for row in gone:
+                row["removed_at"] = now
             if gone:
-                self.model.objects.bulk_update(gone, ["removed_at"], batch_size=BATCH)
+                manager.bulk_update([self.model(pk=row["id"], removed_at=now) for row in gone], ["removed_at"])
         elif gone:
-            pks = [obj.pk for obj in gone]
+            pks = [row["id"] for row in gone]
             for start in range(0, len(pks), BATCH):
-                self.model.objects.filter(pk__in=pks[start : start + BATCH]).delete()
+                manager.filter(pk__in=pks[start : start + BATCH]).delete()
         self.counts.removed = len(gone)
         return self.counts
 
@@ -281,95 +316,103 @@ def _network_values(provider: Provider, n: NetworkInfo, host_id: int | None) -> 
 
 
 def apply_snapshot(provider: Provider, snapshot: InventorySnapshot) -> SyncResult:
-    """Bring the provider's inventory rows in line with ``snapshot`` in one transaction."""
+    """Bring the provider's inventory rows in line with ``snapshot`` in one transaction.
+
+    A first pass only reads: when nothing changed (the usual rediscovery) no write transaction is
+    opened at all, so discoveries of many providers do not queue for the database's write lock.
+    """
     now = timezone.now()
-    result = SyncResult()
+    try:
+        return _apply(provider, snapshot, now, dry=True)
+    except _WouldWrite:
+        pass
     with transaction.atomic():
-        hosts = _Reconciler(Host, Host.objects.filter(provider=provider), lambda h: h.uid, on_missing="mark")
-        for facts in snapshot.hosts:
-            hosts.offer(facts.uid, _host_values(provider, facts))
-        result.add("host", hosts.flush(now))
-        host_ids = {uid: h.pk for uid, h in hosts.existing.items() if isinstance(uid, str)}
-        # A provider that is one host (libvirt) owns its pools and networks through that host.
-        only_host = host_ids[snapshot.hosts[0].uid] if len(snapshot.hosts) == 1 else None
+        return _apply(provider, snapshot, now, dry=False)
 
-        pools = _Reconciler(
-            StoragePool, StoragePool.objects.filter(provider=provider), lambda p: p.uuid, on_missing="mark"
-        )
-        for pool in snapshot.pools:
-            pools.offer(pool.uuid, _pool_values(provider, pool, only_host))
-        result.add("pool", pools.flush(now))
 
-        volumes = _Reconciler(
-            StorageVolume,
-            StorageVolume.objects.filter(pool__provider=provider),
-            lambda v: (v.pool_id, v.key),
-            on_missing="delete",
-        )
-        listed_pool_ids: set[int] = set()
-        for pool in snapshot.pools:
-            pool_id = pools.existing[pool.uuid].pk
-            if pool.active:  # an inactive pool cannot list its volumes: keep what was known
-                listed_pool_ids.add(pool_id)
-            for vol in pool.volumes:
-                volumes.offer((pool_id, vol.key), _volume_values(pool_id, vol))
-        result.add("volume", volumes.flush(now, scope=lambda key: key[0] in listed_pool_ids))  # type: ignore[index]
-        volume_by_path = {v.path: v.pk for v in volumes.existing.values() if v.path and v.pk}
-        volume_by_name = {
-            (pools.existing[p.uuid].name, vol.name): volumes.existing[(pools.existing[p.uuid].pk, vol.key)].pk
-            for p in snapshot.pools
-            for vol in p.volumes
-        }
+def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dry: bool) -> SyncResult:
+    result = SyncResult()
+    hosts = _Reconciler(Host, Host.objects.filter(provider=provider), lambda r: r["uid"], on_missing="mark")
+    for facts in snapshot.hosts:
+        hosts.offer(facts.uid, _host_values(provider, facts))
+    result.add("host", hosts.flush(now, dry=dry))
+    host_ids = {facts.uid: hosts.pk_of(facts.uid) for facts in snapshot.hosts}
+    # A provider that is one host (libvirt) owns its pools and networks through that host.
+    only_host = host_ids[snapshot.hosts[0].uid] if len(snapshot.hosts) == 1 else None
 
-        networks = _Reconciler(Network, Network.objects.filter(provider=provider), lambda n: n.name, on_missing="mark")
-        for net in snapshot.networks:
-            networks.offer(net.name, _network_values(provider, net, only_host))
-        result.add("network", networks.flush(now))
+    pools = _Reconciler(
+        StoragePool, StoragePool.objects.filter(provider=provider), lambda r: r["uuid"], on_missing="mark"
+    )
+    for pool in snapshot.pools:
+        pools.offer(pool.uuid, _pool_values(provider, pool, only_host))
+    result.add("pool", pools.flush(now, dry=dry))
 
-        vms = _Reconciler(
-            VirtualMachine, VirtualMachine.objects.filter(provider=provider), lambda v: v.uuid, on_missing="mark"
-        )
-        for vm in snapshot.vms:
-            host_id = host_ids.get(vm.host_uid, only_host) if vm.host_uid else only_host
-            vms.offer(vm.uuid, _vm_values(provider, vm, host_id))
-        skipped = set(snapshot.skipped_vm_uuids)
-        result.add("vm", vms.flush(now, scope=lambda uuid: uuid not in skipped))
-        vm_ids = {vm.uuid: vms.existing[vm.uuid].pk for vm in snapshot.vms}
-        seen_vm_ids = set(vm_ids.values())
+    volumes = _Reconciler(
+        StorageVolume,
+        StorageVolume.objects.filter(pool__provider=provider),
+        lambda r: (r["pool_id"], r["key"]),
+        on_missing="delete",
+    )
+    listed_pool_ids: set[int] = set()
+    volume_keys_by_name: dict[tuple[str, str], tuple[int, str]] = {}
+    for pool in snapshot.pools:
+        pool_id = pools.pk_of(pool.uuid)
+        if pool.active:  # an inactive pool cannot list its volumes: keep what was known
+            listed_pool_ids.add(pool_id)
+        for vol in pool.volumes:
+            volumes.offer((pool_id, vol.key), _volume_values(pool_id, vol))
+            volume_keys_by_name[(pool.name, vol.name)] = (pool_id, vol.key)
+    result.add("volume", volumes.flush(now, dry=dry, scope=lambda key: key[0] in listed_pool_ids))  # type: ignore[index]
+    volume_by_path = volumes.pk_by("path")
+    volume_by_name = {name: volumes.pk_of(key) for name, key in volume_keys_by_name.items()}
 
-        def in_seen_vm(key: Hashable) -> bool:
-            return key[0] in seen_vm_ids  # type: ignore[index,no-any-return]
+    networks = _Reconciler(Network, Network.objects.filter(provider=provider), lambda r: r["name"], on_missing="mark")
+    for net in snapshot.networks:
+        networks.offer(net.name, _network_values(provider, net, only_host))
+    result.add("network", networks.flush(now, dry=dry))
 
-        disks = _Reconciler(
-            VirtualDisk,
-            VirtualDisk.objects.filter(vm__provider=provider),
-            lambda d: (d.vm_id, d.target),
-            on_missing="delete",
-        )
-        nics = _Reconciler(
-            NetworkInterface,
-            NetworkInterface.objects.filter(vm__provider=provider),
-            lambda n: (n.vm_id, n.mac),
-            on_missing="delete",
-        )
-        snaps = _Reconciler(
-            VMSnapshot,
-            VMSnapshot.objects.filter(vm__provider=provider),
-            lambda s: (s.vm_id, s.name),
-            on_missing="delete",
-        )
-        for vm in snapshot.vms:
-            vm_id = vm_ids[vm.uuid]
-            for disk in vm.disks:
-                volume_id = volume_by_path.get(disk.source) or volume_by_name.get(
-                    (disk.source_pool, disk.source_volume)
-                )
-                disks.offer((vm_id, disk.target), _disk_values(vm_id, disk, volume_id))
-            for nic in vm.nics:
-                nics.offer((vm_id, nic.mac.lower()), _nic_values(vm_id, nic))
-            for snap in vm.snapshots:
-                snaps.offer((vm_id, snap.name), _snapshot_values(vm_id, snap))
-        result.add("disk", disks.flush(now, scope=in_seen_vm))
-        result.add("nic", nics.flush(now, scope=in_seen_vm))
-        result.add("snapshot", snaps.flush(now, scope=in_seen_vm))
+    vms = _Reconciler(
+        VirtualMachine, VirtualMachine.objects.filter(provider=provider), lambda r: r["uuid"], on_missing="mark"
+    )
+    for vm in snapshot.vms:
+        host_id = host_ids.get(vm.host_uid, only_host) if vm.host_uid else only_host
+        vms.offer(vm.uuid, _vm_values(provider, vm, host_id))
+    skipped = set(snapshot.skipped_vm_uuids)
+    result.add("vm", vms.flush(now, dry=dry, scope=lambda uuid: uuid not in skipped))
+    vm_ids = {vm.uuid: vms.pk_of(vm.uuid) for vm in snapshot.vms}
+    seen_vm_ids = set(vm_ids.values())
+
+    def in_seen_vm(key: Hashable) -> bool:
+        return key[0] in seen_vm_ids  # type: ignore[index,no-any-return]
+
+    disks = _Reconciler(
+        VirtualDisk,
+        VirtualDisk.objects.filter(vm__provider=provider),
+        lambda r: (r["vm_id"], r["target"]),
+        on_missing="delete",
+    )
+    nics = _Reconciler(
+        NetworkInterface,
+        NetworkInterface.objects.filter(vm__provider=provider),
+        lambda r: (r["vm_id"], r["mac"]),
+        on_missing="delete",
+    )
+    snaps = _Reconciler(
+        VMSnapshot,
+        VMSnapshot.objects.filter(vm__provider=provider),
+        lambda r: (r["vm_id"], r["name"]),
+        on_missing="delete",
+    )
+    for vm in snapshot.vms:
+        vm_id = vm_ids[vm.uuid]
+        for disk in vm.disks:
+            volume_id = volume_by_path.get(disk.source) or volume_by_name.get((disk.source_pool, disk.source_volume))
+            disks.offer((vm_id, disk.target), _disk_values(vm_id, disk, volume_id))
+        for nic in vm.nics:
+            nics.offer((vm_id, nic.mac.lower()), _nic_values(vm_id, nic))
+        for snap in vm.snapshots:
+            snaps.offer((vm_id, snap.name), _snapshot_values(vm_id, snap))
+    result.add("disk", disks.flush(now, dry=dry, scope=in_seen_vm))
+    result.add("nic", nics.flush(now, dry=dry, scope=in_seen_vm))
+    result.add("snapshot", snaps.flush(now, dry=dry, scope=in_seen_vm))
     return result

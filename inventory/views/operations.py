@@ -1,0 +1,49 @@
+"""Operations: what was asked, by whom, and how it went, live while it runs."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from inventory import selectors
+from inventory.filters import OperationFilterSet
+from inventory.models import Operation
+from inventory.services.operations import allowed_operations
+from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
+
+
+def operation_list(request: HttpRequest) -> HttpResponse:
+    filterset = OperationFilterSet(request.GET, queryset=selectors.operation_list().order_by("-created", "-pk"))
+    page = paginate(request, filterset.qs)
+    context = {
+        "filter": filterset,
+        "page": page,
+        "statuses": Operation.Status.choices,
+        "kinds": Operation.Kind.choices,
+        "selected_status": request.GET.get("status", ""),
+        "selected_kind": request.GET.get("kind", ""),
+    }
+    fragment = requested_fragment(request)
+    if fragment == "table":
+        return render_fragment(request, "inventory/operations/_table.html", context)
+    if fragment:
+        raise unknown_fragment(fragment)
+    return render(request, "inventory/operations/list.html", context)
+
+
+def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    op = get_object_or_404(selectors.operation_list(), pk=pk)
+    can_force = (
+        op.kind == Operation.Kind.VM_SHUTDOWN
+        and op.status == Operation.Status.FAILED
+        and bool((op.result or {}).get("can_force"))
+        and op.vm is not None
+        and Operation.Kind.VM_POWER_OFF in allowed_operations(op.vm)
+    )
+    context = {"op": op, "log": list(op.log.all()), "can_force": can_force}
+    fragment = requested_fragment(request)
+    if fragment == "live":
+        return render_fragment(request, "inventory/operations/_live.html", context)
+    if fragment:
+        raise unknown_fragment(fragment)
+    return render(request, "inventory/operations/detail.html", context)

@@ -1,0 +1,135 @@
+"""Providers (discovery sources): list, add, edit, delete, detail, discover now; discovery runs."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from inventory import selectors
+from inventory.filters import ProviderFilterSet
+from inventory.forms import ProviderEditForm, ProviderForm
+from inventory.models import DiscoveryRun, Provider, StoragePool, StorageVolume, VirtualMachine
+from inventory.roles import ADMIN, OPERATOR, role_required
+from inventory.services import discovery as discovery_service
+from inventory.services import providers as provider_service
+from inventory.views.common import render_fragment, requested_fragment, unknown_fragment
+
+DISCOVERY_HISTORY = 25
+
+
+def provider_list(request: HttpRequest) -> HttpResponse:
+    filterset = ProviderFilterSet(request.GET, queryset=selectors.provider_list().order_by("name"))
+    return render(request, "inventory/providers/list.html", {"filter": filterset, "providers": filterset.qs})
+
+
+def _history(provider: Provider) -> list[DiscoveryRun]:
+    return list(provider.discoveries.select_related("requested_by").order_by("-created")[:DISCOVERY_HISTORY])
+
+
+def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = get_object_or_404(selectors.provider_list(), pk=pk)
+    fragment = requested_fragment(request)
+    if fragment == "discoveries":
+        return render_fragment(
+            request, "inventory/providers/_discoveries.html", {"provider": provider, "discoveries": _history(provider)}
+        )
+    if fragment:
+        raise unknown_fragment(fragment)
+    vm_states = dict(
+        VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counts = {
+        "pools": StoragePool.objects.filter(provider=provider, removed_at__isnull=True).count(),
+        "volumes": StorageVolume.objects.filter(pool__provider=provider).count(),
+        "networks": provider.networks.filter(removed_at__isnull=True).count(),
+        "removed_vms": provider.vms.filter(removed_at__isnull=False).count(),
+    }
+    context = {
+        "provider": provider,
+        "hosts": selectors.host_list().filter(provider=provider).order_by("hostname"),
+        "vm_states": [
+            (value, label, vm_states[value]) for value, label in VirtualMachine.State.choices if vm_states.get(value)
+        ],
+        "counts": counts,
+        "discoveries": _history(provider),
+    }
+    return render(request, "inventory/providers/detail.html", context)
+
+
+@role_required(ADMIN)
+def provider_add(request: HttpRequest) -> HttpResponse:
+    form = ProviderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            provider = provider_service.create_provider(**form.service_arguments())
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            messages.success(request, f"Provider {provider.name} added. Discover it now to load its inventory.")
+            return redirect(provider)
+    return render(request, "inventory/providers/form.html", {"form": form, "provider": None})
+
+
+@role_required(ADMIN)
+def provider_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = get_object_or_404(Provider, pk=pk)
+    form = ProviderEditForm(request.POST or None, provider=provider)
+    if request.method == "POST" and form.is_valid():
+        # The service changes the instance it is given before validating: give it its own copy so a
+        # refused change does not show up in this page's title.
+        target = Provider.objects.get(pk=provider.pk)
+        try:
+            provider_service.update_provider(provider=target, **form.service_arguments())
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            messages.success(request, f"Provider {target.name} saved.")
+            return redirect(target)
+    return render(request, "inventory/providers/form.html", {"form": form, "provider": provider})
+
+
+@role_required(ADMIN)
+def provider_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    provider = get_object_or_404(selectors.provider_list(), pk=pk)
+    if request.method == "POST":
+        name = provider.name
+        provider_service.delete_provider(provider=provider)
+        messages.success(request, f"Provider {name} and its inventory were deleted.")
+        return redirect("provider-list")
+    return render(request, "inventory/providers/confirm_delete.html", {"provider": provider})
+
+
+@require_POST
+@role_required(OPERATOR)
+def provider_discover(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    provider = get_object_or_404(Provider, pk=pk)
+    active_before = set(provider.discoveries.filter(status__in=discovery_service.ACTIVE).values_list("pk", flat=True))
+    run = discovery_service.request_discovery(provider=provider, trigger=DiscoveryRun.Trigger.MANUAL, user=request.user)
+    if run.pk in active_before:
+        messages.info(request, f"A discovery of {provider.name} is already {run.status} (#{run.pk}).")
+    else:
+        messages.success(request, f"Discovery of {provider.name} queued (#{run.pk}).")
+    return redirect(provider)
+
+
+def discovery_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(selectors.discovery_list(), pk=pk)
+    kinds = [
+        (kind, counts.get("added", 0), counts.get("changed", 0), counts.get("removed", 0))
+        for kind, counts in sorted((run.counts or {}).items())
+        if isinstance(counts, dict)
+    ]
+    context = {"run": run, "kinds": kinds}
+    fragment = requested_fragment(request)
+    if fragment == "run":
+        return render_fragment(request, "inventory/providers/_discovery_run.html", context)
+    if fragment:
+        raise unknown_fragment(fragment)
+    return render(request, "inventory/providers/discovery_detail.html", context)

@@ -25,7 +25,7 @@ REMOVED_CHOICES = (("no", "Present"), ("yes", "Removed"), ("all", "All"))
 class _RemovedMixin(df.FilterSet):
     """Rows marked removed are hidden unless asked for (``removed=yes`` or ``removed=all``)."""
 
-    removed = df.ChoiceFilter(choices=REMOVED_CHOICES, method="filter_removed", empty_label="Present")
+    removed = df.ChoiceFilter(choices=REMOVED_CHOICES, method="filter_removed", empty_label=None)
 
     def filter_removed(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
         return queryset

@@ -197,6 +197,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env_bool("VOM_CELERY_EAGER")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending a task from a web request gives up after about a second when the broker is down (the
+# operation is then marked failed with the reason) instead of keeping the user waiting.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 
 # How long a graceful shutdown may take before the operation fails with the option to force off.
 VOM_SHUTDOWN_TIMEOUT = int(os.environ.get("VOM_SHUTDOWN_TIMEOUT", "120"))

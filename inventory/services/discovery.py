@@ -54,11 +54,24 @@ def request_discovery(
     """Queue a discovery of ``provider`` on the discovery queue; returns the already active one if any."""
     run, created = _create_run(provider=provider, trigger=trigger, user=user)
     if created:
-        from inventory.tasks import run_discovery
-
         run_id = run.pk
-        transaction.on_commit(lambda: run_discovery.delay(run_id))
+        transaction.on_commit(lambda: _enqueue(run_id))
     return run
+
+
+def _enqueue(run_id: int) -> None:
+    """Send the task; if the broker cannot take it, the run fails at once instead of blocking the provider."""
+    from inventory.tasks import run_discovery
+
+    try:
+        run_discovery.delay(run_id)
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types; all mean "not queued"
+        logger.error("could not queue discovery #%s: %s", run_id, exc)
+        DiscoveryRun.objects.filter(pk=run_id, status=DiscoveryRun.Status.QUEUED).update(
+            status=DiscoveryRun.Status.FAILED,
+            finished=timezone.now(),
+            error=f"could not queue the discovery: the task broker is unreachable ({type(exc).__name__})",
+        )
 
 
 def discover_now(

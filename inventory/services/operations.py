@@ -124,11 +124,25 @@ def request_vm_operation(
             )
     except IntegrityError:  # another request for this VM won the race a moment ago
         raise ValidationError(f"VM {vm.name!r} already has an operation in progress") from None
+    op_id = op.pk
+    transaction.on_commit(lambda: _enqueue(op_id))
+    return op
+
+
+def _enqueue(op_id: int) -> None:
+    """Send the task; if the broker cannot take it, the operation fails at once instead of waiting forever."""
     from inventory.tasks import run_operation
 
-    op_id = op.pk
-    transaction.on_commit(lambda: run_operation.delay(op_id))
-    return op
+    try:
+        run_operation.delay(op_id)
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types; all mean "not queued"
+        logger.error("could not queue operation #%s: %s", op_id, exc)
+        Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
+            status=Operation.Status.FAILED,
+            finished=timezone.now(),
+            message="could not queue the operation",
+            error=f"could not queue the operation: the task broker is unreachable ({type(exc).__name__})",
+        )
 
 
 def request_bulk_vm_operation(

@@ -322,3 +322,25 @@ def test_non_persistent_disk_flag_reaches_the_database():
         dom.destroy()
         dom.undefine()
         conn.close()
+
+
+def test_unreachable_broker_fails_the_operation_instead_of_leaving_it_pending(
+    provider, settings, django_capture_on_commit_callbacks
+):
+    from vom.celery import app
+
+    web = _discovered(provider)["web-01"]
+    old = (app.conf.task_always_eager, app.conf.broker_url)
+    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0")
+    app._pool = None
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            op = operations.request_vm_operation(vm=web, kind=Operation.Kind.VM_SUSPEND, user=None)
+            run = discovery.request_discovery(provider=provider)
+    finally:
+        app.conf.update(task_always_eager=old[0], broker_url=old[1])
+        app._pool = None
+    op.refresh_from_db()
+    run.refresh_from_db()
+    assert op.status == Operation.Status.FAILED and "broker is unreachable" in op.error
+    assert run.status == DiscoveryRun.Status.FAILED and "broker is unreachable" in run.error

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VOM_VAR_DIR", BASE_DIR / "var"))
@@ -180,7 +180,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task gets it redelivered; the claim stops repeats
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "orchestration"
-CELERY_TASK_QUEUES = (Queue("discovery"), Queue("orchestration"), Queue("provisioning"))
+CELERY_TASK_DEFAULT_EXCHANGE = "orchestration"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "orchestration"
+# Each queue with its own exchange and routing key: without them kombu binds all three to the default
+# routing key, and a task sent to one queue would be delivered to every queue.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in ("discovery", "orchestration", "provisioning")
+)
 CELERY_TASK_ROUTES = {
     "inventory.tasks.run_discovery": {"queue": "discovery"},
     "inventory.tasks.dispatch_due_discoveries": {"queue": "discovery"},

@@ -8,6 +8,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import make_user
 
+# Session fixtures starting real services (redis-server, Celery worker, libvirtd), shared by all tests.
+pytest_plugins = ["tests.realparts"]
+
 
 @pytest.fixture
 def admin_user(db):

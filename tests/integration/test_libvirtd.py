@@ -21,7 +21,7 @@ from inventory.services.operations import request_vm_operation
 from inventory.services.providers import create_provider
 from inventory.tasks import run_operation
 from tests.factories import make_user
-from tests.integration.conftest import wait_until
+from tests.realparts import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,4 @@
-"""Real parts for integration tests: a redis-server, a Celery worker, a libvirtd with QEMU.
+"""Real parts for integration and browser tests: a redis-server, a Celery worker, a libvirtd with QEMU.
 
 Each is started here, on this machine, and stopped at the end of the session. The worker shares the
 test database file with the test process, so tests using it need ``django_db(transaction=True)``.
@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:

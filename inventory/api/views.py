@@ -60,6 +60,7 @@ from inventory.filters import (
     VolumeFilterSet,
 )
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
+from inventory.pagination import DeferredJoinPaginator
 from inventory.roles import ADMIN, OPERATOR
 from inventory.services.discovery import request_discovery
 from inventory.services.operations import request_bulk_vm_operation, request_vm_operation
@@ -74,6 +75,7 @@ QUEUED_OPERATION = OpenApiResponse(
 class VomPagination(PageNumberPagination):
     """``?page=N`` and ``?page_size=`` (default 50, at most 500)."""
 
+    django_paginator_class = DeferredJoinPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -10,15 +10,19 @@ contains no element marked ``data-active`` (no pending/queued/running operation 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Page
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString, mark_safe
+
+from inventory.pagination import DeferredJoinPaginator
 
 M = TypeVar("M", bound=Model)
 
@@ -54,6 +58,20 @@ def label_empty_choices(filterset: Any, **labels: str) -> None:
             field.widget.attrs.setdefault("aria-label", name.replace("_", " ").capitalize())
 
 
+def select_options(choices: Iterable[tuple[Any, str]], selected: str | None, empty_label: str) -> SafeString:
+    """``<option>`` elements for a select, built in one pass.
+
+    With a thousand providers or hosts, rendering each option through Django's widget templates
+    costs more than the whole rest of the page; this builds the same escaped markup directly.
+    """
+    empty = format_html('<option value="">{}</option>', empty_label)
+    return empty + format_html_join(
+        "",
+        '<option value="{}"{}>{}</option>',
+        ((value, mark_safe(" selected") if str(value) == selected else "", label) for value, label in choices),
+    )
+
+
 def page_size(request: HttpRequest) -> int:
     try:
         size = int(request.GET.get("per_page", DEFAULT_PAGE_SIZE))
@@ -64,7 +82,7 @@ def page_size(request: HttpRequest) -> int:
 
 def paginate(request: HttpRequest, queryset: QuerySet[M], *, per_page: int | None = None) -> Page:  # type: ignore[type-arg]
     """The requested page of ``queryset`` (out-of-range pages give the last one)."""
-    paginator = Paginator(queryset, per_page or page_size(request))
+    paginator = DeferredJoinPaginator(queryset, per_page or page_size(request))
     return paginator.get_page(request.GET.get("page"))
 
 

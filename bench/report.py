@@ -26,7 +26,7 @@ def write_performance_doc(r: dict[str, Any], path: Path) -> None:
         "qcow2 disk in a dir pool, a `/dev/disk/by-id` LUN and one NIC). Each host is one provider, discovered",
         "through the same service the Celery task calls (`inventory.services.discovery`), by "
         f"{first['workers']} processes",
-        "at once — as a Celery worker with one process per core runs them; each discovery opens its host anew",
+        "at once — as two Celery worker processes (prefork, one per core) run them; each discovery opens its host anew",
         "(libvirt parses the node file on every connection, about 9 ms of each host's time).",
         "",
         "| measurement | figure | target | |",

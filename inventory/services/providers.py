@@ -40,7 +40,7 @@ def _validate(*, name: str, kind: str, uri: str, discovery_interval: int, exclud
         errors["name"] = ["A name is required."]
     elif len(name) > 100:
         errors["name"] = ["At most 100 characters."]
-    elif Provider.objects.filter(name=name).exclude(pk=exclude_pk).exists():
+    elif Provider.objects.filter(name=name).exclude(pk=exclude_pk or 0).exists():
         errors["name"] = [f"A provider named {name!r} already exists."]
     if kind not in Provider.Kind.values:
         errors["kind"] = [f"Unknown kind {kind!r}."]

@@ -205,7 +205,7 @@ def _insert_rows(model: type[models.Model], rows: list[dict[str, Any]], now: dat
         prepared.append(row)
     qn = connection.ops.quote_name
     sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - table and column names from the model
-        qn(model._meta.db_table), ", ".join(qn(f.column) for f in fields), ", ".join(["%s"] * len(fields))
+        qn(model._meta.db_table), ", ".join(qn(str(f.column)) for f in fields), ", ".join(["%s"] * len(fields))
     )
     with connection.cursor() as cursor:
         for start in range(0, len(prepared), BATCH):
@@ -416,7 +416,7 @@ def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dr
     seen_vm_ids = set(vm_ids.values())
 
     def in_seen_vm(key: Hashable) -> bool:
-        return key[0] in seen_vm_ids  # type: ignore[index,no-any-return]
+        return key[0] in seen_vm_ids  # type: ignore[index]
 
     disks = _Reconciler(
         VirtualDisk,

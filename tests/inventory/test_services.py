@@ -344,3 +344,21 @@ def test_unreachable_broker_fails_the_operation_instead_of_leaving_it_pending(
     run.refresh_from_db()
     assert op.status == Operation.Status.FAILED and "broker is unreachable" in op.error
     assert run.status == DiscoveryRun.Status.FAILED and "broker is unreachable" in run.error
+
+
+def test_wrong_password_ends_the_discovery_with_a_clear_reason_and_keeps_inventory(tmp_path, caplog):
+    path = tmp_path / "secured.xml"
+    path.write_text(
+        "<node><auth><user password='right-one'>admin</user></auth>"
+        "<domain type='test'><name>only</name><memory>1024</memory><os><type>hvm</type></os></domain></node>"
+    )
+    provider = create_provider(name="secured", uri=f"test://{path}", username="admin", password="right-one")
+    assert discovery.discover_now(provider=provider).status == DiscoveryRun.Status.SUCCEEDED
+    update_provider(provider=provider, password="wrong-one")
+    run = discovery.discover_now(provider=provider)
+    assert run.status == DiscoveryRun.Status.FAILED and not run.retryable
+    assert run.error.startswith("authentication failed for test://")
+    provider.refresh_from_db()
+    assert provider.status == Provider.Status.STALE
+    assert VirtualMachine.objects.filter(provider=provider, name="only", removed_at__isnull=True).exists()
+    assert "wrong-one" not in run.error and "wrong-one" not in caplog.text and "right-one" not in caplog.text

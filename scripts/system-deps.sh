@@ -6,7 +6,7 @@ set -euo pipefail
 level=${1:-run}
 pkgs=(libvirt-dev pkg-config gcc redis-server libvirt-clients)
 if [ "$level" = test ] || [ "$level" = bench ]; then
-  pkgs+=(libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base chromium)
+  pkgs+=(libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base chromium postgresql)
 fi
 # Debian's own python3 needs these for a venv and for building libvirt-python; other builds ship them.
 if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then pkgs+=(python3-venv); fi

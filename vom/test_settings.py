@@ -13,6 +13,7 @@ VOM_SHUTDOWN_TIMEOUT = 5
 
 # A file, not memory: integration tests share the test database with a real Celery worker process.
 # One per test run (pid), so that runs on the same machine do not trample each other.
-_test_db = os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
-DATABASES["default"]["TEST"] = {"NAME": _test_db}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _test_db = os.environ.get("VOM_TEST_SQLITE_PATH", str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3"))
+    DATABASES["default"]["TEST"] = {"NAME": _test_db}
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns about a missing root

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DriverError(Exception):
@@ -47,7 +47,8 @@ class HostFacts:
     cpu_count: int = 0  # logical CPUs
     cpu_mhz: int = 0
     memory_bytes: int = 0
-
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 @dataclass
 class DiskInfo:
@@ -66,6 +67,8 @@ class DiskInfo:
     shareable: bool = False
     backing_chain: list[str] = field(default_factory=list)  # backing files, nearest first
     persistent: bool = True  # False: only in the live definition, gone at the next restart
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +78,8 @@ class NicInfo:
     source: str = ""  # network or bridge name
     model: str = ""  # virtio, e1000 …
     target: str = ""  # host-side device (vnet0), when running
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +113,8 @@ class VMInfo:
     disks: list[DiskInfo] = field(default_factory=list)
     nics: list[NicInfo] = field(default_factory=list)
     snapshots: list[SnapshotInfo] = field(default_factory=list)
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,6 +144,8 @@ class PoolInfo:
     autostart: bool = False
     persistent: bool = True
     volumes: list[VolumeInfo] = field(default_factory=list)
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +159,8 @@ class NetworkInfo:
     persistent: bool = True
     ip_address: str = ""
     netmask: str = ""
+    # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -50,6 +50,7 @@ class HostFacts:
     # Platform facts with no column of their own (RHEV cluster, Hyper-V generation …), JSON-ready.
     extra: dict[str, Any] = field(default_factory=dict)
 
+
 @dataclass
 class DiskInfo:
     target: str  # "vda", "sdb", "hdc"

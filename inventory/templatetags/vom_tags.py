@@ -104,13 +104,25 @@ def interval_h(value: Any) -> str:
     return f"{hours // 24} d"
 
 
+# Reasons a platform reports when it has none to give (libvirt's VIR_DOMAIN_*_UNKNOWN is "unknown").
+UNTELLING_REASONS = {"", "unknown", "none"}
+
+
+@register.filter
+def telling_reason(reason: Any) -> str:
+    """A VM's state reason when it says something; "" for an empty or "unknown" reason."""
+    text = str(reason or "").strip()
+    return "" if text.lower() in UNTELLING_REASONS else text
+
+
 @register.simple_tag
 def state_badge(vm: Any) -> SafeString:
     """The VM's normalized state as a coloured badge, with the platform's own word as tooltip."""
     state = str(vm.state)
     tooltip = vm.raw_state or state
-    if vm.state_reason:
-        tooltip = f"{tooltip} ({vm.state_reason})"
+    reason = telling_reason(vm.state_reason)
+    if reason:
+        tooltip = f"{tooltip} ({reason})"
     return format_html(
         '<span class="badge badge-{}" title="{}" data-state="{}">{}</span>',
         VM_STATE_CLASS.get(state, "purple"),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from django.core.paginator import Page
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,10 +22,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString, mark_safe
 
+from inventory.models import Host, Provider, StoragePool
 from inventory.pagination import DeferredJoinPaginator
 
 M = TypeVar("M", bound=Model)
 
+# Beyond this many hosts (or pools), their select lists them only once a provider is chosen.
+CHOICES_WITHOUT_PROVIDER = 300
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 FRAGMENT_PARAM = "fragment"
@@ -47,17 +50,6 @@ def unknown_fragment(name: str) -> Http404:
     return Http404(f"This page has no live region {name!r}.")
 
 
-def label_empty_choices(filterset: Any, **labels: str) -> None:
-    """Give the filter form's selects a readable empty choice ("All providers" instead of "---------")."""
-    for name, label in labels.items():
-        field = filterset.form.fields.get(name)
-        if field is not None:
-            field.empty_label = label
-            # django-filter's widgets keep an iterator bound to the filter's original field: rebind it.
-            field.widget.choices = field.choices
-            field.widget.attrs.setdefault("aria-label", name.replace("_", " ").capitalize())
-
-
 def select_options(choices: Iterable[tuple[Any, str]], selected: str | None, empty_label: str) -> SafeString:
     """``<option>`` elements for a select, built in one pass.
 
@@ -70,6 +62,52 @@ def select_options(choices: Iterable[tuple[Any, str]], selected: str | None, emp
         '<option value="{}"{}>{}</option>',
         ((value, mark_safe(" selected") if str(value) == selected else "", label) for value, label in choices),
     )
+
+
+def _id_param(request: HttpRequest, name: str) -> str | None:
+    value = request.GET.get(name) or None
+    return value if value is not None and value.isdigit() else None
+
+
+def provider_options(request: HttpRequest) -> SafeString:
+    """The options of a list page's ``provider`` select, with the requested one selected."""
+    providers = Provider.objects.order_by("name", "pk").values_list("pk", "name")
+    return select_options(providers, request.GET.get("provider") or None, "All providers")
+
+
+def _scoped_to_provider(queryset: QuerySet[M], request: HttpRequest, param: str) -> QuerySet[M]:
+    """Present rows of the chosen provider; without a provider, all of them while there are few.
+
+    The chosen row itself is always kept, even when it is marked removed, so the select shows it.
+    """
+    chosen = _id_param(request, param)
+    queryset = queryset.filter(Q(removed_at__isnull=True) | Q(pk=chosen))
+    provider_id = _id_param(request, "provider")
+    if provider_id:
+        return queryset.filter(provider_id=provider_id)
+    if queryset.count() > CHOICES_WITHOUT_PROVIDER:
+        return queryset.filter(pk=chosen)
+    return queryset
+
+
+def host_options(request: HttpRequest) -> SafeString:
+    """The options of a list page's ``host`` select (see ``_scoped_to_provider`` for which hosts)."""
+    hosts = _scoped_to_provider(Host.objects.all(), request, "host")
+    return select_options(
+        hosts.order_by("hostname", "pk").values_list("pk", "hostname"), request.GET.get("host") or None, "All hosts"
+    )
+
+
+def pool_options(request: HttpRequest) -> SafeString:
+    """The options of a list page's ``pool`` select; pools of all providers are named with their provider."""
+    pools = _scoped_to_provider(StoragePool.objects.all(), request, "pool").order_by("name", "provider__name", "pk")
+    if _id_param(request, "provider"):
+        choices: Iterable[tuple[Any, str]] = pools.values_list("pk", "name")
+    else:
+        choices = (
+            (pk, f"{name} ({provider})") for pk, name, provider in pools.values_list("pk", "name", "provider__name")
+        )
+    return select_options(choices, request.GET.get("pool") or None, "All pools")
 
 
 def page_size(request: HttpRequest) -> int:

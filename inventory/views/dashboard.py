@@ -33,10 +33,16 @@ def summary_context() -> dict[str, Any]:
         if by_state.get(value)
     ]
     by_kind = dict(present_vms.values_list("provider__kind").annotate(n=Count("pk")).order_by())
-    platform_data = [
-        charts.Datum(label, by_kind.get(value, 0), href=_vm_link(platform=value))
-        for value, label in Provider.Kind.choices
-    ]
+    # Every platform gets a bar, zero included, once there are VMs; with none the chart says "No data"
+    # like the other two.
+    platform_data = (
+        [
+            charts.Datum(label, by_kind.get(value, 0), href=_vm_link(platform=value))
+            for value, label in Provider.Kind.choices
+        ]
+        if by_kind
+        else []
+    )
     by_provider = list(
         present_vms.values_list("provider_id", "provider__name")
         .annotate(n=Count("pk"))

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, render
 
 from inventory import selectors
 from inventory.filters import HostFilterSet
-from inventory.views.common import label_empty_choices, paginate, sort_queryset
+from inventory.views.common import paginate, provider_options, sort_queryset
 
 HOST_SORTS = {
     "hostname": ("hostname",),
@@ -21,10 +21,14 @@ HOST_VMS_SHOWN = 200
 
 def host_list(request: HttpRequest) -> HttpResponse:
     filterset = HostFilterSet(request.GET, queryset=selectors.host_list())
-    label_empty_choices(filterset, provider="All providers")
     queryset, sort = sort_queryset(request, filterset.qs, HOST_SORTS, "hostname")
-    page = paginate(request, queryset)
-    return render(request, "inventory/hosts/list.html", {"filter": filterset, "page": page, "sort": sort})
+    context = {
+        "filter": filterset,
+        "page": paginate(request, queryset),
+        "sort": sort,
+        "provider_options": provider_options(request),
+    }
+    return render(request, "inventory/hosts/list.html", context)
 
 
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:

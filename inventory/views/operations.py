@@ -9,7 +9,7 @@ from inventory import selectors
 from inventory.filters import OperationFilterSet
 from inventory.models import Operation
 from inventory.services.operations import allowed_operations
-from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
+from inventory.views.common import paginate, provider_options, render_fragment, requested_fragment, unknown_fragment
 
 
 def operation_list(request: HttpRequest) -> HttpResponse:
@@ -28,6 +28,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
         return render_fragment(request, "inventory/operations/_table.html", context)
     if fragment:
         raise unknown_fragment(fragment)
+    context["provider_options"] = provider_options(request)
     return render(request, "inventory/operations/list.html", context)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -19,6 +21,9 @@ from inventory.services import providers as provider_service
 from inventory.views.common import render_fragment, requested_fragment, unknown_fragment
 
 DISCOVERY_HISTORY = 25
+# The provider page's live regions: the status badge in the title, facts with inventory and hosts,
+# and the discovery history. Each polls while a discovery of the provider is queued or running.
+PROVIDER_FRAGMENTS = ("status", "overview", "discoveries")
 
 
 def provider_list(request: HttpRequest) -> HttpResponse:
@@ -30,15 +35,8 @@ def _history(provider: Provider) -> list[DiscoveryRun]:
     return list(provider.discoveries.select_related("requested_by").order_by("-created")[:DISCOVERY_HISTORY])
 
 
-def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    provider = get_object_or_404(selectors.provider_list(), pk=pk)
-    fragment = requested_fragment(request)
-    if fragment == "discoveries":
-        return render_fragment(
-            request, "inventory/providers/_discoveries.html", {"provider": provider, "discoveries": _history(provider)}
-        )
-    if fragment:
-        raise unknown_fragment(fragment)
+def _overview_context(provider: Provider) -> dict[str, Any]:
+    """The self-updating part of the provider page: facts, inventory counts and hosts."""
     vm_states = dict(
         VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True)
         .values_list("state")
@@ -51,15 +49,36 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "networks": provider.networks.filter(removed_at__isnull=True).count(),
         "removed_vms": provider.vms.filter(removed_at__isnull=False).count(),
     }
-    context = {
-        "provider": provider,
+    return {
         "hosts": selectors.host_list().filter(provider=provider).order_by("hostname"),
         "vm_states": [
             (value, label, vm_states[value]) for value, label in VirtualMachine.State.choices if vm_states.get(value)
         ],
         "counts": counts,
-        "discoveries": _history(provider),
     }
+
+
+def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    fragment = requested_fragment(request)
+    if fragment not in (None, *PROVIDER_FRAGMENTS):
+        raise unknown_fragment(fragment)
+    # The active run is read before the provider and its inventory: a run is marked finished in the
+    # transaction that updates the provider, after its inventory was written. So an answer that no
+    # longer shows the run active (the last one a live region fetches) shows what the run found.
+    active_run = (
+        DiscoveryRun.objects.filter(provider_id=pk, status__in=discovery_service.ACTIVE).order_by("-created").first()
+    )
+    provider = get_object_or_404(selectors.provider_list(), pk=pk)
+    context: dict[str, Any] = {"provider": provider, "active_run": active_run}
+    if fragment == "discoveries":
+        context["discoveries"] = _history(provider)
+        return render_fragment(request, "inventory/providers/_discoveries.html", context)
+    if fragment == "status":
+        return render_fragment(request, "inventory/providers/_status.html", context)
+    context.update(_overview_context(provider))
+    if fragment == "overview":
+        return render_fragment(request, "inventory/providers/_overview.html", context)
+    context["discoveries"] = _history(provider)
     return render(request, "inventory/providers/detail.html", context)
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from inventory import selectors
 from inventory.filters import NetworkFilterSet, PoolFilterSet, VolumeFilterSet
 from inventory.models import VirtualDisk
-from inventory.views.common import label_empty_choices, paginate, sort_queryset
+from inventory.views.common import host_options, paginate, pool_options, provider_options, sort_queryset
 
 POOL_SORTS = {
     "name": ("name",),
@@ -38,13 +38,15 @@ def _disks_with_vm() -> Prefetch:  # type: ignore[type-arg]
 
 def pool_list(request: HttpRequest) -> HttpResponse:
     filterset = PoolFilterSet(request.GET, queryset=selectors.pool_list())
-    label_empty_choices(filterset, provider="All providers", host="All hosts")
     queryset, sort = sort_queryset(request, filterset.qs, POOL_SORTS, "name")
-    return render(
-        request,
-        "inventory/storage/pool_list.html",
-        {"filter": filterset, "page": paginate(request, queryset), "sort": sort},
-    )
+    context = {
+        "filter": filterset,
+        "page": paginate(request, queryset),
+        "sort": sort,
+        "provider_options": provider_options(request),
+        "host_options": host_options(request),
+    }
+    return render(request, "inventory/storage/pool_list.html", context)
 
 
 def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -55,18 +57,25 @@ def pool_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def volume_list(request: HttpRequest) -> HttpResponse:
     filterset = VolumeFilterSet(request.GET, queryset=selectors.volume_list())
-    label_empty_choices(filterset, provider="All providers", pool="All pools")
     queryset, sort = sort_queryset(request, filterset.qs, VOLUME_SORTS, "name")
-    page = paginate(request, queryset.prefetch_related(_disks_with_vm()))
-    return render(request, "inventory/storage/volume_list.html", {"filter": filterset, "page": page, "sort": sort})
+    context = {
+        "filter": filterset,
+        "page": paginate(request, queryset.prefetch_related(_disks_with_vm())),
+        "sort": sort,
+        "provider_options": provider_options(request),
+        "pool_options": pool_options(request),
+    }
+    return render(request, "inventory/storage/volume_list.html", context)
 
 
 def network_list(request: HttpRequest) -> HttpResponse:
     filterset = NetworkFilterSet(request.GET, queryset=selectors.network_list())
-    label_empty_choices(filterset, provider="All providers", host="All hosts")
     queryset, sort = sort_queryset(request, filterset.qs, NETWORK_SORTS, "name")
-    return render(
-        request,
-        "inventory/storage/network_list.html",
-        {"filter": filterset, "page": paginate(request, queryset), "sort": sort},
-    )
+    context = {
+        "filter": filterset,
+        "page": paginate(request, queryset),
+        "sort": sort,
+        "provider_options": provider_options(request),
+        "host_options": host_options(request),
+    }
+    return render(request, "inventory/storage/network_list.html", context)

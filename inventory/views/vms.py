@@ -17,13 +17,14 @@ from django.views.decorators.http import require_POST
 from inventory import selectors
 from inventory.filters import REMOVED_CHOICES, VMFilterSet
 from inventory.forms import BulkVMActionForm, SnapshotCreateForm, VMActionForm
-from inventory.models import Host, Operation, Provider, VirtualMachine
+from inventory.models import Operation, Provider, VirtualMachine
 from inventory.roles import OPERATOR, role_required
 from inventory.services import operations as operation_service
 from inventory.views.common import (
     PAGE_SIZES,
-    label_empty_choices,
+    host_options,
     paginate,
+    provider_options,
     redirect_back,
     render_fragment,
     requested_fragment,
@@ -55,23 +56,8 @@ ACTION_STYLE: dict[str, tuple[str, str]] = {
 }
 
 
-HOST_CHOICES_WITHOUT_PROVIDER = 300  # beyond this many hosts, pick a provider first to filter by host
-
-
 def vm_list(request: HttpRequest) -> HttpResponse:
     filterset = VMFilterSet(request.GET, queryset=selectors.vm_list())
-    label_empty_choices(filterset, platform="All platforms")
-    provider_id = request.GET.get("provider") or None
-    host_id = request.GET.get("host") or None
-    hosts = Host.objects.filter(removed_at__isnull=True)
-    if provider_id and provider_id.isdigit():
-        hosts = hosts.filter(provider_id=provider_id)
-    elif hosts.count() > HOST_CHOICES_WITHOUT_PROVIDER:
-        hosts = hosts.filter(pk=host_id if host_id and host_id.isdigit() else None)
-    provider_options = select_options(
-        Provider.objects.order_by("name").values_list("pk", "name"), provider_id, "All providers"
-    )
-    host_options = select_options(hosts.order_by("hostname").values_list("pk", "hostname"), host_id, "All hosts")
     queryset, sort = sort_queryset(request, filterset.qs, VM_SORTS, "name")
     page = paginate(request, queryset)
     context = {
@@ -85,8 +71,9 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         "removed_choices": REMOVED_CHOICES,
         "bulk_kinds": [(kind, Kind(kind).label) for kind in operation_service.VM_ACTIONS],
         "platforms": dict(Provider.Kind.choices),
-        "provider_options": provider_options,
-        "host_options": host_options,
+        "provider_options": provider_options(request),
+        "host_options": host_options(request),
+        "platform_options": select_options(Provider.Kind.choices, request.GET.get("platform"), "All platforms"),
     }
     return render(request, "inventory/vms/list.html", context)
 

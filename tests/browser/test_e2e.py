@@ -190,7 +190,16 @@ def test_add_discover_and_start_a_vm_in_the_browser(
     assert run.trigger == DiscoveryRun.Trigger.MANUAL
     assert VirtualMachine.objects.filter(provider=provider).count() == 4
 
-    # The rest of the provider page is not live: open it again to see the discovered inventory.
+    # The rest of the page follows without a reload.
+    expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text("OK", timeout=TIMEOUT)
+    expect(page.locator(".alert-blue")).to_have_count(0, timeout=TIMEOUT)
+    expect(page.locator(".totals a", has_text="VMs").locator(".total-n")).to_have_text("4", timeout=TIMEOUT)
+    expect(
+        page.locator("section", has=page.get_by_role("heading", name="Hosts")).get_by_role("link", name=HOSTNAME)
+    ).to_be_visible()
+    expect(page.locator("[data-active]")).to_have_count(0)
+    _assert_same_page(page)
+    shot("e2e-06b-provider-live")
     page.goto(f"{base}{provider.get_absolute_url()}")
     expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text("OK")
     hosts = page.locator("section", has=page.get_by_role("heading", name="Hosts"))
@@ -229,7 +238,7 @@ def test_add_discover_and_start_a_vm_in_the_browser(
         expect(page.locator(".messages")).to_contain_text("Start of web-42 queued")
         expect(op_row).to_contain_text("Start")
         expect(op_row.locator(".badge")).to_have_text("Pending")
-        expect(page.locator(".vm-state .busy")).to_contain_text("in progress")
+        expect(page.locator(".vm-state .busy")).to_contain_text("queued")
         expect(start).to_be_disabled()  # one operation at a time per VM
         expect(state_badge).to_have_text("Stopped")
         _mark_page(page)

@@ -300,6 +300,36 @@ def test_pages_declare_their_live_regions(viewer_client, inv):
     assert "static/vom/vom.js" in vm_page and "static/vom/vom.css" in vm_page
 
 
+def test_provider_page_status_and_inventory_update_themselves_during_a_discovery(viewer_client):
+    provider = make_provider("kvm-live")
+    url = reverse("provider-detail", args=[provider.pk])
+    page = viewer_client.get(url).content.decode()
+    for name in ("status", "overview", "discoveries"):
+        assert f'data-refresh="{url}?fragment={name}" data-refresh-until-idle' in page, name
+    assert "data-active" not in page  # nothing running: every region stays still
+
+    run = DiscoveryRun.objects.create(provider=provider, trigger=DiscoveryRun.Trigger.MANUAL)  # queued
+    status = viewer_client.get(url, {"fragment": "status"})
+    assert status["X-Vom-Fragment"] == "1" and "<html" not in status.content.decode()
+    assert "Not yet discovered" in status.content.decode() and "data-active" in status.content.decode()
+    overview = viewer_client.get(url, {"fragment": "overview"}).content.decode()
+    assert "not been discovered yet" in overview and "No hosts discovered." in overview
+    assert f"#{run.pk}</a> queued…" in overview and "data-active" in overview  # keeps polling
+
+    # The worker finishes: inventory written, then run and provider updated together.
+    make_inventory(provider)
+    DiscoveryRun.objects.filter(pk=run.pk).update(status=DiscoveryRun.Status.SUCCEEDED)
+    Provider.objects.filter(pk=provider.pk).update(last_discovery_at="2026-01-01T00:00:00Z")
+    status = viewer_client.get(url, {"fragment": "status"}).content.decode()
+    assert ">OK</span>" in status and "Not yet discovered" not in status and "data-active" not in status
+    overview = viewer_client.get(url, {"fragment": "overview"}).content.decode()
+    assert "not been discovered yet" not in overview and "data-active" not in overview  # the last answer
+    assert f'href="/hosts/{Host.objects.get(provider=provider).pk}/">kvm-live</a>' in overview
+    assert re.search(r'<span class="total-n">3</span><span class="total-l">VMs</span>', overview)
+    assert "Running 1" in overview
+    assert viewer_client.get(url, {"fragment": "nope"}).status_code == 404
+
+
 # --- providers -----------------------------------------------------------------------------------
 
 
@@ -529,3 +559,117 @@ def test_actions_are_disabled_while_an_operation_runs(operator_client, inv):
     state = operator_client.get(url, {"fragment": "state"}).content.decode()
     assert f"Reboot #{op.pk}</a> in progress" in state
     assert f'disabled title="Wait for operation #{op.pk} to finish"' in state
+
+
+def test_state_line_says_queued_while_pending_and_in_progress_while_running(operator_client, inv):
+    vm = inv["stopped"]
+    url = reverse("vm-detail", args=[vm.pk])
+    op = Operation.objects.create(kind=Operation.Kind.VM_START, vm=vm, target_name=vm.name)  # pending
+    state = operator_client.get(url, {"fragment": "state"}).content.decode()
+    assert f"Start #{op.pk}</a> queued…" in state and "in progress" not in state
+    assert "data-active" in state
+    Operation.objects.filter(pk=op.pk).update(status=Operation.Status.RUNNING)
+    state = operator_client.get(url, {"fragment": "state"}).content.decode()
+    assert f"Start #{op.pk}</a> in progress…" in state and "queued" not in state
+
+
+def test_state_reason_is_shown_only_when_it_says_something(viewer_client, inv):
+    vm = inv["running"]
+    url = reverse("vm-detail", args=[vm.pk])
+    assert "reason: <strong>booted</strong>" in viewer_client.get(url, {"fragment": "state"}).content.decode()
+    for reason in ("unknown", "Unknown", ""):
+        VirtualMachine.objects.filter(pk=vm.pk).update(state_reason=reason)
+        state = viewer_client.get(url, {"fragment": "state"}).content.decode()
+        assert "reason:" not in state, reason
+        assert "(unknown)" not in state, reason  # nor in the badge's tooltip
+        assert 'title="running"' in state, reason
+
+
+def test_snapshot_description_input_has_a_label(operator_client, inv):
+    page = operator_client.get(reverse("vm-detail", args=[inv["stopped"].pk])).content.decode()
+    assert '<label for="id_snapshot">New snapshot</label>' in page
+    assert '<label for="id_description" class="label-light">Description</label>' in page
+    assert 'id="id_description"' in page
+
+
+def test_dashboard_charts_all_say_no_data_without_vms(viewer_client):
+    html = viewer_client.get(reverse("dashboard")).content.decode()
+    assert html.count("No data") == 3
+    assert "/vms/?platform=" not in html  # no empty bars
+    make_inventory(make_provider("kvm-one"))
+    html = viewer_client.get(reverse("dashboard")).content.decode()
+    assert "No data" not in html
+    assert "/vms/?platform=rhev" in html  # with VMs, an empty platform keeps its zero bar
+
+
+# --- list filters --------------------------------------------------------------------------------
+
+WIDGET_TEMPLATES = ("django/forms/widgets/select.html", "django/forms/widgets/select_option.html")
+
+
+def _list_page(client: Client, name: str, **params: object) -> str:
+    response = client.get(reverse(name), params)
+    assert response.status_code == 200, name
+    rendered = {template.name for template in response.templates}
+    assert not rendered & set(WIDGET_TEMPLATES), name  # options built in one pass, not a template each
+    return response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "selects"),
+    [
+        ("host-list", ("provider",)),
+        ("pool-list", ("provider", "host")),
+        ("volume-list", ("provider", "pool")),
+        ("network-list", ("provider", "host")),
+        ("operation-list", ("provider",)),
+        ("vm-list", ("provider", "host")),
+    ],
+)
+def test_list_filter_selects_keep_their_names_and_selection(viewer_client, inv, name, selects):
+    make_inventory(make_provider("kvm-other"))
+    chosen = {"provider": inv["provider"], "host": inv["host"], "pool": inv["pool"]}
+    html = _list_page(viewer_client, name)
+    for param in selects:
+        assert re.search(rf'<select name="{param}" aria-label="{param.capitalize()}"><option value="">All ', html)
+        assert " selected>" not in re.search(rf'<select name="{param}".*?</select>', html, re.S).group(0)
+    html = _list_page(viewer_client, name, **{param: chosen[param].pk for param in selects})
+    for param in selects:
+        select = re.search(rf'<select name="{param}".*?</select>', html, re.S).group(0)
+        assert re.search(rf'<option value="{chosen[param].pk}" selected>kvm-gui', select) or re.search(
+            rf'<option value="{chosen[param].pk}" selected>default</option>', select
+        ), (param, select)
+        assert select.count(" selected>") == 1
+
+
+def test_host_and_pool_choices_follow_the_chosen_provider(viewer_client, inv, monkeypatch):
+    other = make_inventory(make_provider("kvm-other"))
+    other_host = Host.objects.get(provider=other)
+
+    def options(name: str, param: str, **params: object) -> list[str]:
+        html = _list_page(viewer_client, name, **params)
+        select = re.search(rf'<select name="{param}".*?</select>', html, re.S).group(0)
+        return re.findall(r"<option[^>]*>([^<]*)</option>", select)
+
+    assert options("pool-list", "host") == ["All hosts", "kvm-gui", "kvm-other"]
+    assert options("pool-list", "host", provider=other.pk) == ["All hosts", "kvm-other"]
+    assert options("volume-list", "pool") == ["All pools", "default (kvm-gui)", "default (kvm-other)"]
+    assert options("volume-list", "pool", provider=other.pk) == ["All pools", "default"]
+    # A removed host is no choice any more, unless it is the one asked for.
+    Host.objects.filter(pk=other_host.pk).update(removed_at="2026-01-01T00:00:00Z")
+    assert options("network-list", "host") == ["All hosts", "kvm-gui"]
+    assert options("network-list", "host", host=other_host.pk, removed="all") == ["All hosts", "kvm-gui", "kvm-other"]
+    # Too many hosts to list without a provider: only the chosen one is offered.
+    Host.objects.filter(pk=other_host.pk).update(removed_at=None)
+    monkeypatch.setattr("inventory.views.common.CHOICES_WITHOUT_PROVIDER", 1)
+    assert options("vm-list", "host") == ["All hosts"]
+    assert options("vm-list", "host", host=inv["host"].pk) == ["All hosts", "kvm-gui"]
+    assert options("vm-list", "host", provider=other.pk) == ["All hosts", "kvm-other"]
+
+
+def test_operation_list_filters_by_provider(viewer_client, inv):
+    other = make_inventory(make_provider("kvm-other"))
+    vm = VirtualMachine.objects.filter(provider=other).first()
+    mine = Operation.objects.create(kind=Operation.Kind.VM_START, vm=vm, provider=other, target_name=vm.name)
+    page = viewer_client.get(reverse("operation-list"), {"provider": other.pk}).context["page"]
+    assert [op.pk for op in page] == [mine.pk]

@@ -150,6 +150,8 @@ class _BoundedMultipleChoiceField(forms.ModelMultipleChoiceField):  # type: igno
     def clean(self, value: Any) -> Any:
         if value and len(value) > MAX_BULK_VMS:
             raise ValidationError(f"At most {MAX_BULK_VMS} VMs at once.")
+        if value and any(not str(v).isdigit() or len(str(v)) > 18 for v in value):
+            raise ValidationError("Not a VM id.")  # an id past the database's integers would be a 500
         return super().clean(value)
 
 

@@ -211,6 +211,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "inter
 VOM_SHUTDOWN_TIMEOUT = int(os.environ.get("VOM_SHUTDOWN_TIMEOUT", "120"))
 # A discovery still "running" after this long is taken to have died with its worker.
 VOM_DISCOVERY_STALE_AFTER = int(os.environ.get("VOM_DISCOVERY_STALE_AFTER", "3600"))
+# An operation still pending/running after this long is taken to have died with its worker.
+VOM_OPERATION_STALE_AFTER = int(os.environ.get("VOM_OPERATION_STALE_AFTER", "3600"))
+# libvirt test:/// node files (simulated hosts) may only be read from these directories: a console
+# admin must not be able to point the console at arbitrary files of this machine.
+VOM_TEST_NODE_DIRS = env_list(
+    "VOM_TEST_NODE_DIRS", ",".join(str(p) for p in (BASE_DIR / "demo", VAR_DIR / "nodes", VAR_DIR / "bench"))
+)
 # Key for secrets at rest (provider passwords). Defaults to one derived from SECRET_KEY.
 VOM_SECRETS_KEY = os.environ.get("VOM_SECRETS_KEY", "")
 

@@ -10,6 +10,7 @@ from vom.settings import DATABASES, VAR_DIR
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 VOM_SHUTDOWN_TIMEOUT = 5
+VOM_TEST_NODE_DIRS = [*VOM_TEST_NODE_DIRS, "/tmp"]  # noqa: F405, S108 - tests write node files to tmp_path
 
 # A file, not memory: integration tests share the test database with a real Celery worker process.
 # One per test run (pid), so that runs on the same machine do not trample each other.

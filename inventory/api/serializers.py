@@ -508,7 +508,7 @@ class BulkActionSerializer(serializers.Serializer[Any]):
     """``ids`` of VMs (each must exist) and one power ``action`` to request for every one of them."""
 
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         min_length=1,
         max_length=BULK_MAX_IDS,
         help_text=f"VM ids, at most {BULK_MAX_IDS}.",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 import libvirt
 
@@ -55,7 +55,13 @@ _T = TypeVar("_T")
 _URI_DRIVERS = frozenset(
     "qemu test xen libxl lxc ch bhyve vz openvz vbox vmwareplayer vmwarews vmwarefusion esx gsx vpx hyperv".split()
 )
-_REMOTE_TRANSPORTS = frozenset({"ssh", "libssh2", "libssh", "tcp", "tls", "ext"})
+# "ext" runs an arbitrary local program to reach the host: never accepted from a console user.
+_REMOTE_TRANSPORTS = frozenset({"ssh", "libssh2", "libssh", "tcp", "tls"})
+# Query parameters that only choose how to authenticate or verify. Others (command=, netcat=,
+# socket=, …) make libvirt run a program or open a path of the caller's choosing on this machine.
+_SAFE_QUERY_PARAMS = frozenset(
+    {"keyfile", "known_hosts", "known_hosts_verify", "no_verify", "no_tty", "pkipath", "sshauth", "mode"}
+)
 _URI_TRANSPORTS = _REMOTE_TRANSPORTS | {"unix"}
 _QEMU_PATHS = ("/system", "/session")
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -89,6 +95,11 @@ def validate_uri(uri: str) -> str | None:
         return "a +unix URI talks to the local daemon and cannot name a host"
     if port is not None and not parts.hostname:
         return "a port was given without a host"
+    if parts.fragment:
+        return "the URI cannot have a #fragment"
+    unsafe = sorted({name for name, _ in parse_qsl(parts.query, keep_blank_values=True)} - _SAFE_QUERY_PARAMS)
+    if unsafe:
+        return f"URI parameter {unsafe[0]!r} is not allowed (allowed: {', '.join(sorted(_SAFE_QUERY_PARAMS))})"
     if driver == "qemu" and parts.path not in _QEMU_PATHS:
         return f"a qemu URI needs the path /system or /session, not {parts.path or 'none'!r}"
     if driver == "test":
@@ -97,6 +108,10 @@ def validate_uri(uri: str) -> str | None:
             return "a local test URI has no host: write test:///default or test:///path/node.xml"
         if parts.path in ("", "/") or parts.path.endswith("/"):
             return "a test URI needs /default or the absolute path of a node XML file"
+        if parts.path != "/default" and not parts.path.endswith(".xml"):
+            return "a test URI names a node file ending in .xml, or /default"
+        if parts.query:
+            return "a test URI takes no parameters"
     return None
 
 
@@ -555,6 +570,14 @@ class LibvirtDriver:
             if _is_auth_error(err):
                 message = re.sub(r"^authentication failed:\s*", "", _error_text(err))
                 raise DriverError(f"authentication failed for {uri}: {message}") from err
+            if urlsplit(self.uri).scheme == "test" and err.get_error_code() in (
+                libvirt.VIR_ERR_XML_ERROR,
+                libvirt.VIR_ERR_XML_DETAIL,
+                libvirt.VIR_ERR_INTERNAL_ERROR,
+                libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+            ):
+                # libxml2 quotes the offending line of the file: never repeat a file's contents.
+                raise DriverError(f"cannot connect to {uri}: the file is not a valid libvirt test node file") from err
             raise DriverError(f"cannot connect to {uri}: {_error_text(err)}", retryable=_is_retryable(err)) from err
         if self._conn is None:  # old bindings returned None instead of raising
             raise DriverError(f"cannot connect to {uri}", retryable=True)

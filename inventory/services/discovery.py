@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from inventory.drivers.base import DriverError
@@ -21,10 +22,18 @@ logger = logging.getLogger(__name__)
 ACTIVE = (DiscoveryRun.Status.QUEUED, DiscoveryRun.Status.RUNNING)
 
 
-def _expire_abandoned(provider: Provider) -> None:
-    """A run left active by a worker that died long ago must not block discovery forever."""
+def _expire_abandoned(provider: Provider | None = None) -> None:
+    """Runs left active by a worker that died long ago must not block discovery forever.
+
+    A running run is measured from when it started, a queued one from when it was queued.
+    """
     limit = timezone.now() - timedelta(seconds=settings.VOM_DISCOVERY_STALE_AFTER)
-    abandoned = DiscoveryRun.objects.filter(provider=provider, status__in=ACTIVE, created__lt=limit)
+    abandoned = DiscoveryRun.objects.filter(
+        Q(status=DiscoveryRun.Status.RUNNING, started__lt=limit)
+        | Q(status=DiscoveryRun.Status.QUEUED, created__lt=limit)
+    )
+    if provider is not None:
+        abandoned = abandoned.filter(provider=provider)
     if not abandoned.exists():  # a read first: no write lock taken in the usual case
         return
     abandoned.update(
@@ -115,6 +124,16 @@ def execute_discovery(run_id: int) -> DiscoveryRun:
     return _finish_succeeded(run, result, clock=clock)
 
 
+def _save_if_running(run: DiscoveryRun, fields: list[str]) -> bool:
+    """Record the outcome unless the run was declared abandoned meanwhile (then its record stands)."""
+    updated = DiscoveryRun.objects.filter(pk=run.pk, status=DiscoveryRun.Status.RUNNING).update(
+        **{name: getattr(run, name) for name in fields}
+    )
+    if not updated:
+        logger.warning("discovery #%s finished after it was declared abandoned; outcome not recorded", run.pk)
+    return bool(updated)
+
+
 def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) -> DiscoveryRun:
     now = timezone.now()
     run.status = DiscoveryRun.Status.SUCCEEDED
@@ -123,7 +142,8 @@ def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) ->
     run.added, run.changed, run.removed = result.added, result.changed, result.removed
     run.counts = result.as_dict()
     with transaction.atomic():
-        run.save(update_fields=["status", "finished", "duration_ms", "added", "changed", "removed", "counts"])
+        if not _save_if_running(run, ["status", "finished", "duration_ms", "added", "changed", "removed", "counts"]):
+            return run
         Provider.objects.filter(pk=run.provider_id).update(
             status=Provider.Status.OK, stale_reason="", last_discovery_at=now, last_success_at=now
         )
@@ -148,7 +168,8 @@ def _finish_failed(run: DiscoveryRun, error: str, *, retryable: bool, clock: flo
     run.error = error
     run.retryable = retryable
     with transaction.atomic():
-        run.save(update_fields=["status", "finished", "duration_ms", "error", "retryable"])
+        if not _save_if_running(run, ["status", "finished", "duration_ms", "error", "retryable"]):
+            return run
         Provider.objects.filter(pk=run.provider_id).update(
             status=Provider.Status.STALE, stale_reason=error, last_discovery_at=now
         )
@@ -159,6 +180,7 @@ def _finish_failed(run: DiscoveryRun, error: str, *, retryable: bool, clock: flo
 def due_providers() -> list[Provider]:
     """Enabled providers whose interval has passed since their last discovery (or never run)."""
     now = timezone.now()
+    _expire_abandoned()
     busy = set(DiscoveryRun.objects.filter(status__in=ACTIVE).values_list("provider_id", flat=True))
     return [
         p

@@ -11,11 +11,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from inventory import states
@@ -40,9 +42,11 @@ class OperationSpec:
 
 SPECS: dict[str, OperationSpec] = {
     Kind.VM_START: OperationSpec(frozenset({S.STOPPED, S.CRASHED}), frozenset({S.RUNNING})),
-    Kind.VM_SHUTDOWN: OperationSpec(frozenset({S.RUNNING, S.PAUSED}), frozenset({S.STOPPED})),
+    # A paused guest cannot act on a shutdown request: resume it first (or power it off).
+    Kind.VM_SHUTDOWN: OperationSpec(frozenset({S.RUNNING}), frozenset({S.STOPPED})),
     Kind.VM_POWER_OFF: OperationSpec(
-        frozenset({S.RUNNING, S.PAUSED, S.STOPPING, S.CRASHED, S.STARTING, S.UNKNOWN}), frozenset({S.STOPPED})
+        frozenset({S.RUNNING, S.PAUSED, S.SUSPENDED, S.STOPPING, S.CRASHED, S.STARTING, S.UNKNOWN}),
+        frozenset({S.STOPPED}),
     ),
     Kind.VM_REBOOT: OperationSpec(frozenset({S.RUNNING}), frozenset({S.RUNNING})),
     Kind.VM_SUSPEND: OperationSpec(frozenset({S.RUNNING}), frozenset({S.PAUSED})),
@@ -92,10 +96,26 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
             return f"VM {vm.name!r} already has a snapshot named {name!r}"
         if kind != Kind.SNAPSHOT_CREATE and not exists:
             return f"VM {vm.name!r} has no snapshot named {name!r}"
+    _expire_abandoned(vm)
     active = Operation.objects.filter(vm=vm, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]).first()
     if active is not None:
         return f"VM {vm.name!r} already has an operation in progress: {active.get_kind_display()} (#{active.pk})"
     return None
+
+
+def _expire_abandoned(vm: VirtualMachine) -> None:
+    """An operation left active by a worker that died must not lock its VM forever."""
+    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    abandoned = Operation.objects.filter(vm=vm).filter(
+        Q(status=Operation.Status.RUNNING, started__lt=limit) | Q(status=Operation.Status.PENDING, created__lt=limit)
+    )
+    if abandoned.exists():
+        abandoned.update(
+            status=Operation.Status.FAILED,
+            finished=timezone.now(),
+            message="abandoned",
+            error="abandoned: the worker running it stopped before it finished",
+        )
 
 
 def request_vm_operation(

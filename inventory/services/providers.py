@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -29,8 +31,20 @@ def validate_uri(kind: str, uri: str) -> str | None:
     if kind == Provider.Kind.LIBVIRT:
         from inventory.drivers.libvirt import validate_uri as validate_libvirt_uri
 
-        return validate_libvirt_uri(uri)
+        return validate_libvirt_uri(uri) or _test_node_outside_allowed_dirs(uri)
     return f"{kind} providers are not supported yet"
+
+
+def _test_node_outside_allowed_dirs(uri: str) -> str | None:
+    """A test:/// node file must lie in one of VOM_TEST_NODE_DIRS (it is read by this machine)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "test" or parts.path == "/default":
+        return None
+    real = os.path.realpath(parts.path)
+    allowed = [os.path.realpath(d) for d in settings.VOM_TEST_NODE_DIRS]
+    if any(os.path.commonpath([real, d]) == d for d in allowed):
+        return None
+    return f"test node files are only read from {', '.join(settings.VOM_TEST_NODE_DIRS)} (VOM_TEST_NODE_DIRS)"
 
 
 def _validate(*, name: str, kind: str, uri: str, discovery_interval: int, exclude_pk: int | None) -> None:

@@ -122,6 +122,10 @@ class _Reconciler(Generic[M]):
 
     def offer(self, key: Hashable, values: dict[str, Any]) -> None:
         """Create or update the row for ``key`` to ``values`` (written at :meth:`flush`)."""
+        if key in self.seen:
+            # The platform listed the same object twice (e.g. one MAC on two NICs): the first one
+            # wins, or the two would take turns and every rediscovery would write.
+            return
         self.seen.add(key)
         row = self.existing.get(key)
         if row is None:
@@ -149,7 +153,8 @@ class _Reconciler(Generic[M]):
         ``dry``: write nothing; raise :class:`_WouldWrite` if there is anything to write.
         """
         manager = self.model._default_manager
-        gone = [row for key, row in self.existing.items() if key not in self.seen and (scope is None or scope(key))]
+        gone_keys = [key for key in self.existing if key not in self.seen and (scope is None or scope(key))]
+        gone = [self.existing[key] for key in gone_keys]
         if self.on_missing == "mark":
             gone = [row for row in gone if row["removed_at"] is None]
         if dry:
@@ -178,6 +183,8 @@ class _Reconciler(Generic[M]):
             pks = [row["id"] for row in gone]
             for start in range(0, len(pks), BATCH):
                 manager.filter(pk__in=pks[start : start + BATCH]).delete()
+            for key in gone_keys:  # a deleted row must not be found, and referred to, any more
+                del self.existing[key]
         self.counts.removed = len(gone)
         return self.counts
 

@@ -66,7 +66,8 @@ def select_options(choices: Iterable[tuple[Any, str]], selected: str | None, emp
 
 def _id_param(request: HttpRequest, name: str) -> str | None:
     value = request.GET.get(name) or None
-    return value if value is not None and value.isdigit() else None
+    # Bounded: a 25-digit id would overflow the database's integer and fail the whole page.
+    return value if value is not None and value.isdigit() and len(value) <= 18 else None
 
 
 def provider_options(request: HttpRequest) -> SafeString:

@@ -760,7 +760,7 @@ def test_a_rewritten_node_file_is_read_afresh(node_uri: str) -> None:
         "qemu+tcp://10.0.0.5/system",
         "qemu+tls://kvm01.example.com/system",
         "qemu+libssh2://admin@kvm01/system?known_hosts=/etc/vom/known_hosts",
-        "qemu+unix:///system?socket=/run/libvirt/virtqemud-sock",
+        "qemu+unix:///system",
         "qemu://kvm01/system",
         "test:///default",
         "test:///srv/vom/demo/node.xml",
@@ -776,6 +776,13 @@ def test_valid_uris(uri: str) -> None:
     ("uri", "complaint"),
     [
         ("", "empty"),
+        # Parameters that make libvirt run a program or open a path on the console's machine.
+        ("qemu+ssh://root@kvm01/system?command=/tmp/evil.sh", "parameter 'command' is not allowed"),
+        ("qemu+ssh://root@kvm01/system?netcat=/tmp/evil.sh", "parameter 'netcat' is not allowed"),
+        ("qemu+unix:///system?socket=/tmp/any.sock", "parameter 'socket' is not allowed"),
+        ("qemu+ext://kvm01/system?command=/tmp/evil.sh", "unknown transport 'ext'"),
+        ("test:///etc/passwd", "ending in .xml"),
+        ("test:///srv/node.xml?x=1", "parameter 'x' is not allowed"),
         ("kvm01", "expected driver[+transport]://"),
         ("/system", "expected driver[+transport]://"),
         ("qemu:/system", "expected driver[+transport]://"),
@@ -890,3 +897,12 @@ def test_wrong_or_missing_credentials(
     assert str(err.value).startswith(f"authentication failed for {auth_node_uri}: ")
     assert err.value.retryable is False
     assert capfd.readouterr().err == ""
+
+
+def test_a_file_that_is_not_a_node_file_is_never_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "secret.xml"
+    path.write_text("TOPSECRET-LINE that is not XML")
+    with pytest.raises(DriverError) as err:
+        LibvirtDriver(f"test://{path}").discover()
+    assert "not a valid libvirt test node file" in str(err.value)
+    assert "TOPSECRET" not in str(err.value)

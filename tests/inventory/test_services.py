@@ -154,7 +154,8 @@ def test_two_discoveries_of_one_provider_never_overlap(provider, django_capture_
 
 def test_abandoned_run_does_not_block_forever(provider, settings):
     stuck = DiscoveryRun.objects.create(provider=provider, status=DiscoveryRun.Status.RUNNING)
-    DiscoveryRun.objects.filter(pk=stuck.pk).update(created=timezone.now() - dt.timedelta(hours=2))
+    two_hours_ago = timezone.now() - dt.timedelta(hours=2)
+    DiscoveryRun.objects.filter(pk=stuck.pk).update(created=two_hours_ago, started=two_hours_ago)
     settings.VOM_DISCOVERY_STALE_AFTER = 3600
     run = discovery.discover_now(provider=provider)
     assert run.status == DiscoveryRun.Status.SUCCEEDED
@@ -362,3 +363,64 @@ def test_wrong_password_ends_the_discovery_with_a_clear_reason_and_keeps_invento
     assert provider.status == Provider.Status.STALE
     assert VirtualMachine.objects.filter(provider=provider, name="only", removed_at__isnull=True).exists()
     assert "wrong-one" not in run.error and "wrong-one" not in caplog.text and "right-one" not in caplog.text
+
+
+def test_test_node_files_only_from_allowed_directories(settings, tmp_path):
+    settings.VOM_TEST_NODE_DIRS = [str(tmp_path / "nodes")]
+    (tmp_path / "nodes").mkdir()
+    outside = _node(tmp_path / "kvm30.xml")
+    with pytest.raises(ValidationError) as exc:
+        create_provider(name="outside", uri=f"test://{outside}")
+    assert "only read from" in exc.value.message_dict["uri"][0]
+    inside = _node(tmp_path / "nodes" / "kvm31.xml")
+    assert create_provider(name="inside", uri=f"test://{inside}").pk
+    (tmp_path / "nodes" / "link.xml").symlink_to(outside)  # a symlink does not lead out
+    with pytest.raises(ValidationError):
+        create_provider(name="link", uri=f"test://{tmp_path / 'nodes' / 'link.xml'}")
+
+
+def test_scheduled_dispatch_clears_a_run_abandoned_by_a_dead_worker(
+    provider, settings, django_capture_on_commit_callbacks
+):
+    settings.VOM_DISCOVERY_STALE_AFTER = 3600
+    stuck = DiscoveryRun.objects.create(provider=provider, status=DiscoveryRun.Status.RUNNING)
+    DiscoveryRun.objects.filter(pk=stuck.pk).update(started=timezone.now() - dt.timedelta(days=3))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert discovery.dispatch_due_discoveries() == 1
+    stuck.refresh_from_db()
+    assert stuck.status == DiscoveryRun.Status.FAILED and "abandoned" in stuck.error
+
+
+def test_a_run_queued_long_ago_but_started_recently_is_not_abandoned(provider, settings):
+    settings.VOM_DISCOVERY_STALE_AFTER = 3600
+    run = DiscoveryRun.objects.create(provider=provider, status=DiscoveryRun.Status.QUEUED)
+    DiscoveryRun.objects.filter(pk=run.pk).update(created=timezone.now() - dt.timedelta(hours=2))
+    DiscoveryRun.objects.filter(pk=run.pk).update(status=DiscoveryRun.Status.RUNNING, started=timezone.now())
+    with pytest.raises(discovery.DiscoveryBusy):
+        discovery.discover_now(provider=provider)
+    run.refresh_from_db()
+    assert run.status == DiscoveryRun.Status.RUNNING
+
+
+def test_an_operation_abandoned_by_a_dead_worker_does_not_lock_the_vm(provider, settings):
+    web = _discovered(provider)["web-01"]
+    settings.VOM_OPERATION_STALE_AFTER = 600
+    stuck = operations.request_vm_operation(vm=web, kind=Operation.Kind.VM_SUSPEND, user=None)
+    Operation.objects.filter(pk=stuck.pk).update(
+        status=Operation.Status.RUNNING, started=timezone.now() - dt.timedelta(hours=1)
+    )
+    op = operations.request_vm_operation(vm=web, kind=Operation.Kind.VM_SUSPEND, user=None)
+    assert op.pk != stuck.pk
+    stuck.refresh_from_db()
+    assert stuck.status == Operation.Status.FAILED and "abandoned" in stuck.error
+    # A redelivered task for the abandoned operation does not run it.
+    assert operations.execute_operation(stuck.pk).status == Operation.Status.FAILED
+
+
+def test_paused_vm_is_not_offered_a_graceful_shutdown_but_power_off(provider):
+    web = _discovered(provider)["web-01"]
+    web.state = VirtualMachine.State.PAUSED
+    assert Operation.Kind.VM_SHUTDOWN not in operations.allowed_operations(web)
+    assert Operation.Kind.VM_POWER_OFF in operations.allowed_operations(web)
+    web.state = VirtualMachine.State.SUSPENDED
+    assert operations.allowed_operations(web) == [Operation.Kind.VM_POWER_OFF]

@@ -97,3 +97,27 @@ def test_vm_that_could_not_be_read_is_left_alone_not_removed():
     assert result.rows_written == 0
     vm = VirtualMachine.objects.get(uuid=unreadable.uuid)
     assert vm.removed_at is None and vm.disks.count() == 2
+
+
+def test_a_deleted_volume_still_named_by_a_disk_does_not_break_the_sync():
+    provider = make_provider()
+    apply_snapshot(provider, make_snapshot(vms=2))
+    snap = make_snapshot(vms=2)
+    pool = snap.pools[0]
+    deleted = next(v for v in pool.volumes if v.name == "kvm01-vm01.qcow2")
+    pool.volumes.remove(deleted)  # `virsh vol-delete` of a shut-off VM's image
+    result = apply_snapshot(provider, snap)
+    assert result.kinds["volume"].removed == 1
+    disk = VirtualDisk.objects.get(vm__name="kvm01-vm01", target="vda")
+    assert disk.volume is None and disk.source == deleted.path
+    assert apply_snapshot(provider, snap).rows_written == 0  # and the next discovery is quiet
+
+
+def test_a_repeated_mac_does_not_make_every_rediscovery_write():
+    provider = make_provider()
+    snap = make_snapshot(vms=1)
+    nic = snap.vms[0].nics[0]
+    snap.vms[0].nics.append(type(nic)(mac=nic.mac.upper(), type="bridge", source="br0", model="e1000"))
+    apply_snapshot(provider, snap)
+    assert NetworkInterface.objects.filter(vm__name="kvm01-vm00").count() == 1
+    assert apply_snapshot(provider, snap).rows_written == 0

@@ -205,7 +205,7 @@ def test_bulk_action_reports_queued_and_refused(operator_client, inv):
     response = operator_client.post(
         reverse("vm-bulk-action"),
         {
-            "kind": "vm_shutdown",
+            "kind": "vm_power_off",
             "vm": [inv["running"].pk, inv["stopped"].pk, inv["paused"].pk],
             "next": reverse("vm-list") + "?sort=-name",
         },
@@ -213,9 +213,9 @@ def test_bulk_action_reports_queued_and_refused(operator_client, inv):
     )
     assert response.redirect_chain[-1][0] == reverse("vm-list") + "?sort=-name"
     page = response.content.decode()
-    assert "Shut down queued for 2 VMs." in page
-    assert "refused for 1 VM — cannot shut down VM &#x27;kvm-gui-vm01&#x27;: it is stopped." in page
-    assert set(Operation.objects.filter(kind=Operation.Kind.VM_SHUTDOWN).values_list("vm__name", flat=True)) == {
+    assert "Power off queued for 2 VMs." in page
+    assert "refused for 1 VM — cannot power off VM &#x27;kvm-gui-vm01&#x27;: it is stopped." in page
+    assert set(Operation.objects.filter(kind=Operation.Kind.VM_POWER_OFF).values_list("vm__name", flat=True)) == {
         "kvm-gui-vm00",
         "kvm-gui-vm02",
     }

@@ -63,7 +63,6 @@ def _discover_chunk(provider_ids: list[int]) -> dict[str, Any]:
     from inventory.models import DiscoveryRun, Provider
     from inventory.services.discovery import discover_now
 
-    forget_test_connections()  # every pass opens (and parses) each host's node file anew
     counter = WriteCounter()
     out: dict[str, Any] = {"added": 0, "changed": 0, "removed": 0, "failures": []}
     with connection.execute_wrapper(counter):
@@ -80,31 +79,41 @@ def _discover_chunk(provider_ids: list[int]) -> dict[str, Any]:
     return out
 
 
-def discover_all(label: str, workers: int) -> dict[str, Any]:
-    """Discover every provider with ``workers`` processes (the worker concurrency), timed end to end."""
+def discover_all(label: str, workers: int, pool: str = "process") -> dict[str, Any]:
+    """Discover every provider with ``workers`` processes (Celery's default prefork pool) or threads
+    (``--pool threads``, as `make run` starts its worker), timed end to end."""
     import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connections
 
+    from inventory.drivers.libvirt import forget_test_connections
     from inventory.models import Provider
 
+    forget_test_connections()  # every pass opens (and parses) each host's node file anew
     ids = list(Provider.objects.order_by("pk").values_list("pk", flat=True))
     chunks = [ids[i::workers] for i in range(workers)]
     connections.close_all()  # children must not share the parent's database connection
     started = time.perf_counter()
     if workers == 1:
         parts = [_discover_chunk(ids)]
+    elif pool == "thread":
+        forget_test_connections()
+        with ThreadPoolExecutor(workers) as threads:
+            parts = list(threads.map(_discover_chunk, chunks))
     else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_discover_chunk, chunks)
+        with multiprocessing.get_context("fork").Pool(workers) as processes:
+            parts = processes.map(_discover_chunk, chunks)
     seconds = time.perf_counter() - started
     added = sum(p["added"] for p in parts)
     changed = sum(p["changed"] for p in parts)
     removed = sum(p["removed"] for p in parts)
     writes = sum(p["writes"] for p in parts)
     failures = [f for p in parts for f in p["failures"]]
+    unit = "thread" if pool == "thread" and workers > 1 else "process"
     print(
-        f"  {label} ({workers} process{'es' if workers > 1 else ''}): {seconds:.1f} s, "
+        f"  {label} ({workers} {unit}{'es' if unit == 'process' and workers > 1 else 's' if workers > 1 else ''}): "
+        f"{seconds:.1f} s, "
         f"+{added} ~{changed} -{removed}, {writes} inventory write statements"
     )
     if failures:
@@ -112,6 +121,7 @@ def discover_all(label: str, workers: int) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 2),
         "workers": workers,
+        "pool": pool if workers > 1 else "process",
         "added": added,
         "changed": changed,
         "removed": removed,
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     disks = VirtualDisk.objects.count()
     unchanged = discover_all("unchanged rediscovery", args.workers)
     unchanged_single = discover_all("unchanged rediscovery", 1) if args.workers > 1 else unchanged
+    unchanged_threads = discover_all("unchanged rediscovery", 4, pool="thread")
     print("virsh way (one process per VM), sampled:")
     virsh = time_virsh_way(files, sample_hosts=args.virsh_sample_hosts)
     print(
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_discovery": first,
         "unchanged_rediscovery": unchanged,
         "unchanged_rediscovery_one_process": unchanged_single,
+        "unchanged_rediscovery_threads": unchanged_threads,
         "virsh_way": virsh,
         "speedup_vs_virsh": round(speedup, 1),
         "pages": pages,

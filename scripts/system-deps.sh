@@ -6,7 +6,7 @@ set -euo pipefail
 level=${1:-run}
 pkgs=(libvirt-dev pkg-config gcc redis-server libvirt-clients libxml2-dev libcurl4-openssl-dev libssl-dev)
 if [ "$level" = test ] || [ "$level" = bench ]; then
-  pkgs+=(libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base chromium postgresql)
+  pkgs+=(libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base chromium postgresql openssl)
 fi
 # Debian's own python3 needs these for a venv and for building libvirt-python; other builds ship them.
 if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then pkgs+=(python3-venv); fi

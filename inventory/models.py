@@ -20,6 +20,13 @@ class Provider(models.Model):
         RHEV = "rhev", "RHEV / oVirt"
         HYPERV = "hyperv", "Hyper-V"
 
+    class WinRMAuth(models.TextChoices):
+        NEGOTIATE = "negotiate", "Negotiate (Kerberos or NTLM)"
+        NTLM = "ntlm", "NTLM"
+        KERBEROS = "kerberos", "Kerberos"
+        CREDSSP = "credssp", "CredSSP"
+        BASIC = "basic", "Basic (HTTPS only)"
+
     class Status(models.TextChoices):
         NEW = "new", "Not yet discovered"
         OK = "ok", "OK"
@@ -34,6 +41,23 @@ class Provider(models.Model):
     discovery_interval = models.PositiveIntegerField(default=300, help_text="Seconds between scheduled discoveries.")
     enabled = models.BooleanField(default=True, help_text="Discover on the schedule.")
     description = models.CharField(max_length=300, blank=True)
+    # RHEV / oVirt: how to trust the manager, and an optional cluster to limit discovery to.
+    ca_certificate = models.TextField("CA certificate (PEM)", blank=True)
+    insecure = models.BooleanField(default=False, help_text="Do not verify the manager's TLS certificate.")
+    cluster_filter = models.CharField(max_length=255, blank=True)
+    # Hyper-V: how to reach the server over WinRM.
+    winrm_auth = models.CharField(
+        "WinRM authentication", max_length=10, choices=WinRMAuth.choices, default=WinRMAuth.NEGOTIATE
+    )
+    use_https = models.BooleanField("HTTPS", default=True)
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="Default: 5986 with HTTPS, 5985 without.")
+    cert_validation = models.BooleanField("validate certificate", default=True)
+    # What only a manager has: data centers, clusters, templates, product version.
+    facts = models.JSONField(default=dict, blank=True)
+    # The environment check (havirtverify): credentials work, the manager's own HA is off …
+    check_ok = models.BooleanField(null=True, blank=True)
+    check_message = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.NEW)
     stale_reason = models.TextField(blank=True)
     last_discovery_at = models.DateTimeField(null=True, blank=True)
@@ -86,6 +110,7 @@ class Host(InventoryObject):
     cpu_count = models.PositiveIntegerField(default=0)
     cpu_mhz = models.PositiveIntegerField(default=0)
     memory_bytes = models.BigIntegerField(default=0)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["hostname"]
@@ -130,6 +155,10 @@ class VirtualMachine(InventoryObject):
     autostart = models.BooleanField(default=False)
     persistent = models.BooleanField(default=True)
     description = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
+    # The environment check for this VM (RHEV: the manager's own HA must be off).
+    check_ok = models.BooleanField(null=True, blank=True)
+    check_message = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -175,6 +204,7 @@ class VirtualDisk(models.Model):
         default=True, help_text="False: attached to the live VM only; gone at the next restart."
     )
     volume = models.ForeignKey("StorageVolume", on_delete=models.SET_NULL, null=True, blank=True, related_name="disks")
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["vm", "target"]
@@ -194,6 +224,7 @@ class NetworkInterface(models.Model):
     source = models.CharField(max_length=255, blank=True, help_text="Network or bridge name.")
     model = models.CharField(max_length=32, blank=True)
     target = models.CharField(max_length=32, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["vm", "mac"]
@@ -214,6 +245,7 @@ class VMSnapshot(models.Model):
     description = models.TextField(blank=True)
     parent = models.CharField(max_length=255, blank=True)
     current = models.BooleanField(default=False)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["vm", "created_at", "name"]
@@ -240,6 +272,7 @@ class StoragePool(InventoryObject):
     active = models.BooleanField(default=False)
     autostart = models.BooleanField(default=False)
     persistent = models.BooleanField(default=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["name"]
@@ -291,6 +324,7 @@ class Network(InventoryObject):
     persistent = models.BooleanField(default=True)
     ip_address = models.CharField(max_length=64, blank=True)
     netmask = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Platform facts without a column of their own.")
 
     class Meta:
         ordering = ["name"]
@@ -371,6 +405,8 @@ class Operation(models.Model):
         SNAPSHOT_CREATE = "snapshot_create", "Create snapshot"
         SNAPSHOT_REVERT = "snapshot_revert", "Revert to snapshot"
         SNAPSHOT_DELETE = "snapshot_delete", "Delete snapshot"
+        VM_MIGRATE = "vm_migrate", "Migrate"
+        ENVIRONMENT_CHECK = "environment_check", "Check environment"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -209,6 +209,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "inter
 
 # How long a graceful shutdown may take before the operation fails with the option to force off.
 VOM_SHUTDOWN_TIMEOUT = int(os.environ.get("VOM_SHUTDOWN_TIMEOUT", "120"))
+# How long a live migration may take (the KVMGuest agent's MigrateTimeout).
+VOM_MIGRATE_TIMEOUT = int(os.environ.get("VOM_MIGRATE_TIMEOUT", "300"))
 # A discovery still "running" after this long is taken to have died with its worker.
 VOM_DISCOVERY_STALE_AFTER = int(os.environ.get("VOM_DISCOVERY_STALE_AFTER", "3600"))
 # An operation still pending/running after this long is taken to have died with its worker.

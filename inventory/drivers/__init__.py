@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from inventory.drivers.base import Credentials, Driver, DriverError
 
 
-def _libvirt(uri: str, credentials: Credentials) -> Driver:
+def _libvirt(uri: str, credentials: Credentials, options: dict[str, Any]) -> Driver:
     from inventory.drivers.libvirt import LibvirtDriver
 
     return LibvirtDriver(uri, credentials)
 
 
-DRIVERS: dict[str, Callable[[str, Credentials], Driver]] = {
+def _rhev(uri: str, credentials: Credentials, options: dict[str, Any]) -> Driver:
+    from inventory.drivers.rhev import RhevDriver
+
+    return RhevDriver(
+        uri,
+        credentials,
+        ca_file=options.get("ca_file"),
+        insecure=bool(options.get("insecure")),
+        cluster=options.get("cluster") or None,
+    )
+
+
+def _hyperv(uri: str, credentials: Credentials, options: dict[str, Any]) -> Driver:
+    from inventory.drivers.hyperv import HyperVDriver, transport_for_uri
+
+    return HyperVDriver(
+        uri,
+        credentials,
+        transport=transport_for_uri(uri),  # a captured:// demo host; None: WinRM to the server
+        auth=options.get("auth", "negotiate"),
+        ssl=bool(options.get("ssl", True)),
+        port=options.get("port"),
+        cert_validation=bool(options.get("cert_validation", True)),
+    )
+
+
+DRIVERS: dict[str, Callable[[str, Credentials, dict[str, Any]], Driver]] = {
     "libvirt": _libvirt,
+    "rhev": _rhev,
+    "hyperv": _hyperv,
 }
 
 
-def driver_for(kind: str, uri: str, credentials: Credentials) -> Driver:
+def driver_for(kind: str, uri: str, credentials: Credentials, options: dict[str, Any] | None = None) -> Driver:
     """A driver for one provider; DriverError when the kind has none."""
     try:
         factory = DRIVERS[kind]
     except KeyError:
         raise DriverError(f"no driver for provider kind {kind!r}") from None
-    return factory(uri, credentials)
+    return factory(uri, credentials, options or {})

@@ -91,6 +91,8 @@ class SnapshotInfo:
     description: str = ""
     parent: str = ""
     current: bool = False
+    # Platform facts with no column of their own (Hyper-V checkpoint type, differencing disks …).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +176,8 @@ class InventorySnapshot:
     networks: list[NetworkInfo] = field(default_factory=list)
     # VMs that exist but could not be read this time: the sync leaves their rows as they were.
     skipped_vm_uuids: list[str] = field(default_factory=list)
+    # What only a manager has (RHEV data centers, clusters, templates, product), JSON-ready.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

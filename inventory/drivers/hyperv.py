@@ -1020,3 +1020,10 @@ class HyperVDriver:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def transport_for_uri(uri: str) -> PowerShellTransport | None:
+    """The transport for a provider's host: None (WinRM to the server) for a real host name."""
+    if uri.startswith("captured://"):
+        raise DriverError("captured Hyper-V outputs are not available in this build")
+    return None

@@ -306,6 +306,12 @@ class RhevDriver:
                 "vendor": info.vendor or "",
                 "version": (info.version.full_version if info.version else "") or "",
             }
+        snapshot.facts = {
+            "product": snapshot.product,
+            "datacenters": snapshot.datacenters,
+            "clusters": snapshot.clusters,
+            "templates": snapshot.templates,
+        }
         return snapshot
 
     @staticmethod

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from inventory import states
 from inventory.drivers.base import Driver, DriverError
-from inventory.models import Operation, VirtualMachine, VMSnapshot
+from inventory.models import Host, Operation, Provider, VirtualMachine, VMSnapshot
 from inventory.secrets import SecretError
 from inventory.services.providers import provider_driver
 
@@ -60,17 +60,32 @@ SPECS: dict[str, OperationSpec] = {
     Kind.SNAPSHOT_DELETE: OperationSpec(
         frozenset({S.RUNNING, S.PAUSED, S.STOPPED, S.CRASHED}), frozenset(), needs_snapshot_name=True
     ),
+    Kind.VM_MIGRATE: OperationSpec(frozenset({S.RUNNING}), frozenset({S.RUNNING})),
 }
 VM_ACTIONS = [Kind.VM_START, Kind.VM_SHUTDOWN, Kind.VM_POWER_OFF, Kind.VM_REBOOT, Kind.VM_SUSPEND, Kind.VM_RESUME]
+SNAPSHOT_KINDS = frozenset({Kind.SNAPSHOT_CREATE, Kind.SNAPSHOT_REVERT, Kind.SNAPSHOT_DELETE})
+# What each platform's driver can do to a VM (Hyper-V: suspend is "save", snapshots are checkpoints).
+PLATFORM_OPERATIONS: dict[str, frozenset[str]] = {
+    "libvirt": frozenset(VM_ACTIONS) | SNAPSHOT_KINDS,
+    "rhev": frozenset(VM_ACTIONS) | {Kind.VM_MIGRATE},
+    "hyperv": frozenset(VM_ACTIONS) | SNAPSHOT_KINDS,
+}
 POLL_SECONDS = 1.0
 STATE_WAIT_SECONDS = 30
 
 
+def supported(vm: VirtualMachine, kind: str) -> bool:
+    """Whether the VM's platform can do ``kind`` at all."""
+    return kind in PLATFORM_OPERATIONS.get(vm.provider.kind, frozenset())
+
+
 def allowed_operations(vm: VirtualMachine) -> list[str]:
-    """The power actions that make sense for the VM's current state."""
+    """The power actions (and migrate) that make sense for the VM's platform and current state."""
     if vm.removed_at is not None:
         return []
-    return [kind for kind in VM_ACTIONS if vm.state in SPECS[kind].allowed_from]
+    return [
+        kind for kind in [*VM_ACTIONS, Kind.VM_MIGRATE] if supported(vm, kind) and vm.state in SPECS[kind].allowed_from
+    ]
 
 
 def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None:
@@ -81,8 +96,16 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
     if vm.removed_at is not None:
         return f"VM {vm.name!r} was removed on {vm.removed_at:%Y-%m-%d %H:%M}"
     spec = SPECS[kind]
+    if not supported(vm, kind):
+        return f"{vm.provider.get_kind_display()} VMs cannot be asked to {label.lower()} from this console"
     if vm.state not in spec.allowed_from:
         return f"cannot {label.lower()} VM {vm.name!r}: it is {vm.get_state_display().lower()}"
+    if kind == Kind.VM_MIGRATE and params.get("host"):
+        target = Host.objects.filter(pk=params["host"], provider_id=vm.provider_id, removed_at__isnull=True).first()
+        if target is None:
+            return f"no host {params['host']!r} known to {vm.provider.name} to migrate {vm.name!r} to"
+        if target.pk == vm.host_id:
+            return f"VM {vm.name!r} already runs on {target.hostname}"
     if kind == Kind.SNAPSHOT_CREATE and not vm.persistent:
         return f"VM {vm.name!r} is transient: libvirt keeps no snapshots for it"
     if spec.needs_snapshot_name:
@@ -199,11 +222,13 @@ def execute_operation(op_id: int) -> Operation:
     claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
         status=Operation.Status.RUNNING, started=timezone.now(), message="starting"
     )
-    op = Operation.objects.select_related("vm", "vm__provider").get(pk=op_id)
+    op = Operation.objects.select_related("vm", "vm__provider", "provider").get(pk=op_id)
     if not claimed:
         logger.info("operation #%s already %s; not running it again", op_id, op.status)
         return op
     run = _Run(op)
+    if op.kind == Kind.ENVIRONMENT_CHECK:
+        return _execute_environment_check(op, run)
     vm = op.vm
     if vm is None:
         return _finish(op, ok=False, error="the VM was deleted from the inventory before the operation ran")
@@ -224,6 +249,20 @@ def execute_operation(op_id: int) -> Operation:
         logger.exception("operation #%s failed unexpectedly", op_id)
         run.log(f"internal error: {type(exc).__name__}", level="error")
         return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+    run.log("done")
+    return _finish(op, ok=True)
+
+
+def _execute_environment_check(op: Operation, run: _Run) -> Operation:
+    if op.provider is None:
+        return _finish(op, ok=False, error="the provider was deleted before the check ran")
+    run.progress(10, f"checking {op.provider.name}")
+    try:
+        ok, message = check_environment(op.provider, run)
+    except SecretError as exc:
+        return _finish(op, ok=False, error=str(exc))
+    if not ok:
+        return _finish(op, ok=False, error=message or "the environment check found problems")
     run.log("done")
     return _finish(op, ok=True)
 
@@ -354,6 +393,36 @@ def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
     _record_state(driver, vm)
 
 
+def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+    host_pk = op.params.get("host")
+    target = Host.objects.filter(pk=host_pk).first() if host_pk else None
+    migrate = getattr(driver, "migrate", None)
+    if migrate is None:
+        raise OperationFailed(f"{vm.provider.get_kind_display()} VMs cannot be migrated from this console")
+    where = f"to {target.hostname}" if target else "to a host the manager chooses"
+    run.progress(10, f"live-migrating {where}")
+    migrate(vm.uuid, target.uid if target else None)
+    run.log(f"migration {where} requested")
+    if not _wait_for(
+        driver,
+        vm,
+        run,
+        frozenset({S.RUNNING}),
+        timeout=settings.VOM_MIGRATE_TIMEOUT,
+        start_pct=20,
+        label="waiting for the migration to finish",
+    ):
+        raise OperationFailed(f"VM {vm.name!r} did not finish migrating within {settings.VOM_MIGRATE_TIMEOUT} s")
+    if target is not None:
+        VirtualMachine.objects.filter(pk=vm.pk).update(host=target)
+        run.log(f"VM runs on {target.hostname}")
+    else:
+        from inventory.services.discovery import request_discovery
+
+        request_discovery(provider=vm.provider, trigger="schedule")  # learn where the manager put it
+        run.log("a discovery is queued to learn which host the manager chose")
+
+
 _EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]] = {
     Kind.VM_START: _power(lambda d, u: d.start(u), "starting"),
     Kind.VM_POWER_OFF: _power(lambda d, u: d.power_off(u), "powering off"),
@@ -364,4 +433,60 @@ _EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]]
     Kind.SNAPSHOT_CREATE: _snapshot,
     Kind.SNAPSHOT_REVERT: _snapshot,
     Kind.SNAPSHOT_DELETE: _snapshot,
+    Kind.VM_MIGRATE: _migrate,
 }
+
+
+def request_environment_check(*, provider: Provider, user: Any | None) -> Operation:
+    """Queue the environment check of a provider (the reference product's ``havirtverify``)."""
+    if Operation.objects.filter(
+        provider=provider, kind=Kind.ENVIRONMENT_CHECK, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]
+    ).exists():
+        raise ValidationError(f"an environment check of {provider.name} is already in progress")
+    op = Operation.objects.create(
+        kind=Kind.ENVIRONMENT_CHECK,
+        provider=provider,
+        target_name=provider.name,
+        requested_by=user if user is not None and user.is_authenticated else None,
+        message="queued",
+    )
+    op_id = op.pk
+    transaction.on_commit(lambda: _enqueue(op_id))
+    return op
+
+
+def check_environment(provider: Provider, run: _Run | None = None) -> tuple[bool, str]:
+    """Check that the console can manage ``provider``'s VMs and record the result on it and its VMs.
+
+    RHEV: the URL and credentials work, and the manager's own HA is disabled for each VM (else the
+    manager and this console would both restart it). Other platforms: the host answers.
+    """
+    vms = list(VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True))
+    driver = provider_driver(provider)
+    try:
+        verify = getattr(driver, "verify", None)
+        if verify is not None:
+            result = verify([vm.uuid for vm in vms])
+            ok, message = bool(result["ok"]), str(result.get("reason") or "")
+            per_vm = result.get("vms", {})
+        else:
+            driver.vm_state(vms[0].uuid) if vms else driver.discover()
+            ok, message, per_vm = True, "", {}
+    except DriverError as exc:
+        ok, message, per_vm = False, str(exc), {vm.uuid: {"ok": False, "reason": str(exc)} for vm in vms}
+    finally:
+        driver.close()
+    now = timezone.now()
+    with transaction.atomic():
+        Provider.objects.filter(pk=provider.pk).update(
+            check_ok=ok, check_message=message or ("all checks passed" if ok else "failed"), checked_at=now
+        )
+        for vm in vms:
+            verdict = per_vm.get(vm.uuid, {"ok": ok, "reason": "" if ok else message})
+            VirtualMachine.objects.filter(pk=vm.pk).update(
+                check_ok=bool(verdict.get("ok")), check_message=str(verdict.get("reason") or "")
+            )
+    if run is not None:
+        failing = sum(1 for v in per_vm.values() if not v.get("ok"))
+        run.log(f"{provider.name}: {'ok' if ok else 'problems found'}; {failing} of {len(vms)} VMs fail the check")
+    return ok, message

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +35,55 @@ def validate_uri(kind: str, uri: str) -> str | None:
         from inventory.drivers.libvirt import validate_uri as validate_libvirt_uri
 
         return validate_libvirt_uri(uri) or _test_node_outside_allowed_dirs(uri)
-    return f"{kind} providers are not supported yet"
+    if kind == Provider.Kind.RHEV:
+        return _validate_manager_url(uri)
+    if kind == Provider.Kind.HYPERV:
+        return _validate_hyperv_host(uri)
+    return f"unknown provider kind {kind!r}"
+
+
+def _validate_manager_url(url: str) -> str | None:
+    """An RHEV-M / oVirt engine URL: https://manager[:port][/ovirt-engine/api] (http:// for a lab)."""
+    if not url:
+        return "the manager URL is empty (e.g. https://rhevm.example.com/ovirt-engine/api)"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "the URL contains whitespace or control characters"
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:
+        return f"the URL cannot be parsed: {exc}"
+    if parts.scheme not in ("https", "http"):
+        return "the manager URL starts with https:// (or http:// for a lab manager)"
+    if not parts.hostname:
+        return "the manager URL needs a host name, e.g. https://rhevm.example.com/ovirt-engine/api"
+    if parts.query or parts.fragment:
+        return "the manager URL takes no ?query or #fragment"
+    if parts.path not in ("", "/", "/ovirt-engine", "/ovirt-engine/", "/ovirt-engine/api", "/ovirt-engine/api/"):
+        return "the API lives at /ovirt-engine/api on the manager"
+    return None
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+
+
+def _validate_hyperv_host(host: str) -> str | None:
+    """A Hyper-V server's host name or address, or a captured:///file.json demo host."""
+    if host.startswith("captured://"):
+        path = host.removeprefix("captured://")
+        if not path.startswith("/") or not path.endswith(".json"):
+            return "a captured host is captured:///absolute/path/to/output.json"
+        return _outside_allowed_dirs(path, "captured outputs")
+    if not host:
+        return "the Hyper-V server's host name is empty"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host):
+        return "expected the Hyper-V server's host name or IP address (no scheme, port or path), e.g. hv01.corp.local"
+    return None
 
 
 def _test_node_outside_allowed_dirs(uri: str) -> str | None:
@@ -40,32 +91,73 @@ def _test_node_outside_allowed_dirs(uri: str) -> str | None:
     parts = urlsplit(uri)
     if parts.scheme != "test" or parts.path == "/default":
         return None
-    real = os.path.realpath(parts.path)
+    return _outside_allowed_dirs(parts.path, "test node files")
+
+
+def _outside_allowed_dirs(path: str, what: str) -> str | None:
+    """Simulated hosts are files of this machine: only those under VOM_TEST_NODE_DIRS may be read."""
+    real = os.path.realpath(path)
     allowed = [os.path.realpath(d) for d in settings.VOM_TEST_NODE_DIRS]
     if any(os.path.commonpath([real, d]) == d for d in allowed):
         return None
-    return f"test node files are only read from {', '.join(settings.VOM_TEST_NODE_DIRS)} (VOM_TEST_NODE_DIRS)"
+    return f"{what} are only read from {', '.join(settings.VOM_TEST_NODE_DIRS)} (VOM_TEST_NODE_DIRS)"
 
 
-def _validate(*, name: str, kind: str, uri: str, discovery_interval: int, exclude_pk: int | None) -> None:
+PLATFORM_FIELDS = ("ca_certificate", "insecure", "cluster_filter", "winrm_auth", "use_https", "port", "cert_validation")
+EDITABLE_FIELDS = {"name", "uri", "username", "discovery_interval", "enabled", "description", *PLATFORM_FIELDS}
+
+
+def _validate(provider: Provider, *, exclude_pk: int | None, password_given: bool) -> None:
+    """Field errors for the provider as it would be saved (nothing is saved here)."""
     errors: dict[str, list[str]] = {}
-    name = name.strip()
+    name = provider.name
     if not name:
         errors["name"] = ["A name is required."]
     elif len(name) > 100:
         errors["name"] = ["At most 100 characters."]
     elif Provider.objects.filter(name=name).exclude(pk=exclude_pk or 0).exists():
         errors["name"] = [f"A provider named {name!r} already exists."]
-    if kind not in Provider.Kind.values:
-        errors["kind"] = [f"Unknown kind {kind!r}."]
+    if provider.kind not in Provider.Kind.values:
+        errors["kind"] = [f"Unknown kind {provider.kind!r}."]
     else:
-        problem = validate_uri(kind, uri)
+        problem = validate_uri(provider.kind, provider.uri)
         if problem:
             errors["uri"] = [problem]
-    if not MIN_INTERVAL <= discovery_interval <= MAX_INTERVAL:
+    if not MIN_INTERVAL <= provider.discovery_interval <= MAX_INTERVAL:
         errors["discovery_interval"] = [f"Between {MIN_INTERVAL} and {MAX_INTERVAL} seconds."]
+    if provider.kind == Provider.Kind.RHEV:
+        if not provider.username or "@" not in provider.username:
+            errors["username"] = ["An RHEV user is written user@domain, e.g. admin@internal."]
+        if not password_given:
+            errors["password"] = ["The manager needs a password."]
+        if provider.ca_certificate and not _is_pem_certificate(provider.ca_certificate):
+            errors["ca_certificate"] = ["Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …)."]
+        if len(provider.cluster_filter) > 255 or any(ord(c) < 32 for c in provider.cluster_filter):
+            errors["cluster_filter"] = ["A cluster name: at most 255 characters, no control characters."]
+    if provider.kind == Provider.Kind.HYPERV:
+        if provider.winrm_auth not in Provider.WinRMAuth.values:
+            errors["winrm_auth"] = [f"One of {', '.join(Provider.WinRMAuth.values)}."]
+        elif provider.winrm_auth == Provider.WinRMAuth.BASIC and not provider.use_https:
+            errors["winrm_auth"] = ["Basic authentication sends the password in clear: only over HTTPS."]
+        if provider.port is not None and not 1 <= provider.port <= 65535:
+            errors["port"] = ["A TCP port, 1 to 65535."]
+        if not provider.uri.startswith("captured://") and not (provider.username and password_given):
+            errors["username"] = ["WinRM needs a user (DOMAIN\\user or user@domain) and a password."]
     if errors:
         raise ValidationError(errors)
+
+
+def _is_pem_certificate(text: str) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(x509.load_pem_x509_certificates(text.encode()))
+    except ValueError:
+        return False
+
+
+def _clean(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
 def create_provider(
@@ -78,44 +170,53 @@ def create_provider(
     discovery_interval: int = 300,
     enabled: bool = True,
     description: str = "",
+    **platform: Any,
 ) -> Provider:
-    """Add a provider. Raises ValidationError with field errors; the password is stored encrypted."""
-    uri = uri.strip()
-    _validate(name=name, kind=kind, uri=uri, discovery_interval=discovery_interval, exclude_pk=None)
+    """Add a provider. Raises ValidationError with field errors; the password is stored encrypted.
+
+    ``platform``: the kind's own settings — RHEV ``ca_certificate``, ``insecure``, ``cluster_filter``;
+    Hyper-V ``winrm_auth``, ``use_https``, ``port``, ``cert_validation``.
+    """
+    unknown = set(platform) - set(PLATFORM_FIELDS)
+    if unknown:
+        raise ValidationError({field: ["Unknown field."] for field in sorted(unknown)})
+    provider = Provider(
+        name=_clean(name),
+        kind=kind,
+        uri=_clean(uri),
+        username=_clean(username),
+        discovery_interval=discovery_interval,
+        enabled=enabled,
+        description=_clean(description),
+        **{field: _clean(value) for field, value in platform.items()},
+    )
+    _validate(provider, exclude_pk=None, password_given=bool(password))
+    provider.password_encrypted = secrets.encrypt(password)
     try:
         with transaction.atomic():
-            return Provider.objects.create(
-                name=name.strip(),
-                kind=kind,
-                uri=uri,
-                username=username.strip(),
-                password_encrypted=secrets.encrypt(password),
-                discovery_interval=discovery_interval,
-                enabled=enabled,
-                description=description.strip(),
-            )
+            provider.save()
     except IntegrityError:  # the same name, added by someone else a moment ago
-        raise ValidationError({"name": [f"A provider named {name.strip()!r} already exists."]}) from None
+        raise ValidationError({"name": [f"A provider named {provider.name!r} already exists."]}) from None
+    return provider
 
 
 def update_provider(
     *, provider: Provider, password: str | None = None, clear_password: bool = False, **changes: Any
 ) -> Provider:
-    """Change a provider. ``password=None`` keeps the stored one; ``clear_password`` removes it."""
-    allowed = {"name", "uri", "username", "discovery_interval", "enabled", "description"}
-    unknown = set(changes) - allowed
+    """Change a provider. ``password=None`` keeps the stored one; ``clear_password`` removes it.
+
+    The kind cannot change. Nothing on ``provider`` changes unless the whole change is valid.
+    """
+    unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
-        raise ValidationError({field: ["This field cannot be changed."] for field in unknown})
-    changes = {field: value.strip() if isinstance(value, str) else value for field, value in changes.items()}
-    _validate(
-        name=changes.get("name", provider.name),
-        kind=provider.kind,
-        uri=changes.get("uri", provider.uri),
-        discovery_interval=changes.get("discovery_interval", provider.discovery_interval),
-        exclude_pk=provider.pk,
-    )
+        raise ValidationError({field: ["This field cannot be changed."] for field in sorted(unknown)})
+    candidate = Provider.objects.get(pk=provider.pk) if provider.pk else provider
+    for field, value in changes.items():
+        setattr(candidate, field, _clean(value))
+    has_password = bool(password) or (bool(provider.password_encrypted) and not clear_password)
+    _validate(candidate, exclude_pk=provider.pk, password_given=has_password)
     for field, value in changes.items():  # only once valid: a caller keeping the object never holds bad values
-        setattr(provider, field, value)
+        setattr(provider, field, _clean(value))
     if clear_password:
         provider.password_encrypted = ""
     elif password:
@@ -140,6 +241,36 @@ def provider_credentials(provider: Provider) -> Credentials:
     )
 
 
+def provider_options(provider: Provider) -> dict[str, Any]:
+    """The kind's own connection settings, as the driver takes them."""
+    if provider.kind == Provider.Kind.RHEV:
+        return {
+            "ca_file": _ca_file(provider) if provider.ca_certificate else None,
+            "insecure": provider.insecure,
+            "cluster": provider.cluster_filter,
+        }
+    if provider.kind == Provider.Kind.HYPERV:
+        return {
+            "auth": provider.winrm_auth,
+            "ssl": provider.use_https,
+            "port": provider.port,
+            "cert_validation": provider.cert_validation,
+        }
+    return {}
+
+
+def _ca_file(provider: Provider) -> str:
+    """The provider's CA certificate as a file (the SDK takes a path), rewritten when it changes."""
+    directory = Path(settings.VAR_DIR) / "ca"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"provider-{provider.pk}.pem"
+    if not path.exists() or path.read_text() != provider.ca_certificate:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(provider.ca_certificate)
+        tmp.replace(path)
+    return str(path)
+
+
 def provider_driver(provider: Provider) -> Driver:
     """The platform driver for ``provider`` (raises DriverError or SecretError)."""
-    return driver_for(provider.kind, provider.uri, provider_credentials(provider))
+    return driver_for(provider.kind, provider.uri, provider_credentials(provider), provider_options(provider))

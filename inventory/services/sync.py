@@ -8,6 +8,7 @@ disappear from a VM or pool that is still there are deleted.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -219,6 +220,15 @@ def _insert_rows(model: type[models.Model], rows: list[dict[str, Any]], now: dat
             cursor.executemany(sql, prepared[start : start + BATCH])
 
 
+def _json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as it will read back from a JSON column (tuples as lists, dates as text), so that
+    comparing it with the stored value finds no change where there is none."""
+    if not value:
+        return {}
+    result: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return result
+
+
 def _host_values(provider: Provider, h: HostFacts) -> dict[str, Any]:
     return {
         "provider_id": provider.pk,
@@ -235,6 +245,7 @@ def _host_values(provider: Provider, h: HostFacts) -> dict[str, Any]:
         "cpu_count": h.cpu_count,
         "cpu_mhz": h.cpu_mhz,
         "memory_bytes": h.memory_bytes,
+        "details": _json(h.extra),
     }
 
 
@@ -258,7 +269,22 @@ def _vm_values(provider: Provider, v: VMInfo, host_id: int | None) -> dict[str, 
         "autostart": v.autostart,
         "persistent": v.persistent,
         "description": v.description,
+        "details": _json(v.extra),
+        **_vm_check(provider, v),
     }
+
+
+def _vm_check(provider: Provider, v: VMInfo) -> dict[str, Any]:
+    """RHEV: a VM the manager itself restarts (its own HA on) must not also be managed here."""
+    if provider.kind != Provider.Kind.RHEV:
+        return {}
+    if v.extra.get("ha_enabled"):
+        return {
+            "check_ok": False,
+            "check_message": "the manager's own high availability is enabled for this VM: disable it in RHEV-M"
+            " so that only this console restarts it",
+        }
+    return {"check_ok": True, "check_message": ""}
 
 
 def _disk_values(vm_id: int, d: DiskInfo, volume_id: int | None) -> dict[str, Any]:
@@ -280,6 +306,7 @@ def _disk_values(vm_id: int, d: DiskInfo, volume_id: int | None) -> dict[str, An
         "backing_chain": list(d.backing_chain),
         "persistent": d.persistent,
         "volume_id": volume_id,
+        "details": _json(d.extra),
     }
 
 
@@ -291,6 +318,7 @@ def _nic_values(vm_id: int, n: NicInfo) -> dict[str, Any]:
         "source": n.source,
         "model": n.model,
         "target": n.target,
+        "details": _json(n.extra),
     }
 
 
@@ -303,6 +331,7 @@ def _snapshot_values(vm_id: int, s: SnapshotInfo) -> dict[str, Any]:
         "description": s.description,
         "parent": s.parent,
         "current": s.current,
+        "details": _json(s.extra),
     }
 
 
@@ -322,6 +351,7 @@ def _pool_values(provider: Provider, p: PoolInfo, host_id: int | None) -> dict[s
         "active": p.active,
         "autostart": p.autostart,
         "persistent": p.persistent,
+        "details": _json(p.extra),
     }
 
 
@@ -352,6 +382,7 @@ def _network_values(provider: Provider, n: NetworkInfo, host_id: int | None) -> 
         "persistent": n.persistent,
         "ip_address": n.ip_address,
         "netmask": n.netmask,
+        "details": _json(n.extra),
     }
 
 
@@ -372,6 +403,13 @@ def apply_snapshot(provider: Provider, snapshot: InventorySnapshot) -> SyncResul
 
 def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dry: bool) -> SyncResult:
     result = SyncResult()
+    manager_facts = _json(snapshot.facts)
+    if manager_facts and manager_facts != provider.facts:
+        if dry:
+            raise _WouldWrite
+        Provider.objects.filter(pk=provider.pk).update(facts=manager_facts)
+        provider.facts = manager_facts
+        result.add("manager", KindCounts(changed=1))
     hosts = _Reconciler(Host, Host.objects.filter(provider=provider), lambda r: r["uid"], on_missing="mark")
     for facts in snapshot.hosts:
         hosts.offer(facts.uid, _host_values(provider, facts))

@@ -1,0 +1,270 @@
+"""RHEV and Hyper-V in the one inventory: provider settings, discovery through the services, state
+tables, per-platform operations, live migration and the environment check.
+
+RHEV runs against the shipped simulator of the REST API v4 with the real ovirtsdk4 client.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from inventory import states
+from inventory.models import DiscoveryRun, Host, Operation, Provider, VirtualDisk, VirtualMachine
+from inventory.rhevsim import VM_STATUSES, demo_inventory, start_simulator
+from inventory.services import discovery, operations
+from inventory.services.providers import create_provider, provider_options, update_provider
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def manager():
+    url, stop = start_simulator(demo_inventory(seed=7))
+    yield url
+    stop()
+
+
+@pytest.fixture
+def rhev(manager) -> Provider:
+    return create_provider(
+        name="rhevm", kind="rhev", uri=manager, username="admin@internal", password="secret", insecure=True
+    )
+
+
+# --- provider settings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"uri": "ftp://rhevm/x"}, "uri", "https://"),
+        ({"uri": "https://rhevm.example.com/wrong"}, "uri", "/ovirt-engine/api"),
+        ({"username": "admin"}, "username", "user@domain"),
+        ({"password": ""}, "password", "needs a password"),
+        ({"ca_certificate": "not a certificate"}, "ca_certificate", "PEM"),
+        ({"cluster_filter": "a\x00b"}, "cluster_filter", "control"),
+    ],
+)
+def test_rhev_provider_bad_input(fields, field, message):
+    values = {
+        "name": "m",
+        "kind": "rhev",
+        "uri": "https://rhevm.example.com",
+        "username": "admin@internal",
+        "password": "pw",
+        **fields,
+    }
+    with pytest.raises(ValidationError) as exc:
+        create_provider(**values)
+    assert message in " ".join(exc.value.message_dict[field])
+    assert not Provider.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"uri": "https://hv01/wsman"}, "uri", "host name"),
+        ({"winrm_auth": "basic", "use_https": False}, "winrm_auth", "only over HTTPS"),
+        ({"port": 70000}, "port", "1 to 65535"),
+        ({"password": ""}, "username", "a user"),
+        ({"uri": "captured:///etc/shadow.json"}, "uri", "only read from"),
+    ],
+)
+def test_hyperv_provider_bad_input(fields, field, message):
+    values = {
+        "name": "hv",
+        "kind": "hyperv",
+        "uri": "hv01.corp.local",
+        "username": "CORP\\svc",
+        "password": "pw",
+        **fields,
+    }
+    with pytest.raises(ValidationError) as exc:
+        create_provider(**values)
+    assert message in " ".join(exc.value.message_dict[field])
+    assert not Provider.objects.exists()
+
+
+def test_hyperv_provider_options_reach_the_driver():
+    p = create_provider(
+        name="hv",
+        kind="hyperv",
+        uri="10.0.0.5",
+        username="svc@corp",
+        password="pw",
+        winrm_auth="ntlm",
+        use_https=False,
+        port=5985,
+        cert_validation=False,
+    )
+    assert provider_options(p) == {"auth": "ntlm", "ssl": False, "port": 5985, "cert_validation": False}
+
+
+def test_kind_cannot_change_and_a_refused_edit_changes_nothing(rhev):
+    with pytest.raises(ValidationError):
+        update_provider(provider=rhev, kind="libvirt")
+    with pytest.raises(ValidationError):
+        update_provider(provider=rhev, username="nodomain")
+    assert rhev.username == "admin@internal"
+    rhev.refresh_from_db()
+    assert rhev.username == "admin@internal"
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+
+def test_rhev_discovery_fills_the_one_inventory(rhev):
+    run = discovery.discover_now(provider=rhev)
+    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    rhev.refresh_from_db()
+    assert {"datacenters", "clusters", "templates", "product"} <= set(rhev.facts)
+    assert len(rhev.facts["datacenters"]) == 2 and len(rhev.facts["clusters"]) == 3
+    assert Host.objects.filter(provider=rhev).count() == 6
+    vms = VirtualMachine.objects.filter(provider=rhev)
+    assert vms.count() == 40
+    up = vms.filter(raw_state="up").first()
+    assert up is not None and up.state == "running" and up.host is not None
+    assert {"cluster", "datacenter"} <= set(up.details)
+    # The manager's own HA: such VMs fail the check with a clear reason, the others pass.
+    ha = vms.filter(details__ha_enabled=True)
+    assert ha.exists() and all(vm.check_ok is False and "high availability" in vm.check_message for vm in ha)
+    assert vms.filter(details__ha_enabled=False, check_ok=True).exists()
+    assert VirtualDisk.objects.filter(vm__provider=rhev, device="lun", source_type="block").exists()
+
+
+def test_rhev_unchanged_rediscovery_writes_nothing(rhev):
+    discovery.discover_now(provider=rhev)
+    with CaptureQueriesContext(connection) as ctx:
+        run = discovery.discover_now(provider=rhev)
+    assert (run.added, run.changed, run.removed) == (0, 0, 0)
+    inventory_writes = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].split()[0] in {"INSERT", "UPDATE", "DELETE"}
+        and "inventory_discoveryrun" not in q["sql"]
+        and "inventory_provider" not in q["sql"]
+    ]
+    assert inventory_writes == []
+
+
+def test_rhev_wrong_password_keeps_the_inventory_stale(rhev):
+    discovery.discover_now(provider=rhev)
+    update_provider(provider=rhev, password="wrong")
+    run = discovery.discover_now(provider=rhev)
+    assert run.status == DiscoveryRun.Status.FAILED and not run.retryable
+    assert "wrong" not in run.error and run.error
+    rhev.refresh_from_db()
+    assert rhev.status == Provider.Status.STALE
+    assert VirtualMachine.objects.filter(provider=rhev, removed_at__isnull=True).count() == 40
+
+
+def test_unreachable_manager_is_retryable():
+    p = create_provider(
+        name="gone", kind="rhev", uri="http://127.0.0.1:9/ovirt-engine/api", username="admin@internal", password="x"
+    )
+    run = discovery.discover_now(provider=p)
+    assert run.status == DiscoveryRun.Status.FAILED and run.retryable
+
+
+# --- states --------------------------------------------------------------------------------
+
+
+def test_every_rhev_state_has_a_normalized_state_and_the_documented_resource_state():
+    assert set(VM_STATUSES) <= set(states.RHEV_STATES)
+    assert len(states.RHEV_STATES) == 15
+    assert states.resource_state("rhev", "up") == ("ONLINE", 100)
+    assert states.resource_state("rhev", "wait_for_launch") == ("ONLINE", 10)
+    assert states.resource_state("rhev", "powering_down") == ("ONLINE", 40)
+    assert states.resource_state("rhev", "down") == ("OFFLINE", 0)
+    assert states.resource_state("rhev", "migrating") == ("INTENTIONAL OFFLINE", 0)
+    assert states.resource_state("rhev", "image_locked") == ("UNKNOWN", 0)
+
+
+def test_hyperv_and_libvirt_state_tables():
+    assert states.normalize("hyperv", "Running") == "running"
+    assert states.normalize("hyperv", "RunningCritical") == "running"
+    assert states.normalize("hyperv", "Saved") == "suspended"
+    assert states.normalize("hyperv", "Off") == "stopped"
+    assert states.normalize("hyperv", "SomethingNew") == "unknown"
+    assert states.resource_state("hyperv", "RunningCritical") == ("UNKNOWN", 0)
+    assert states.resource_state("hyperv", "Saved") == ("INTENTIONAL OFFLINE", 0)
+    assert states.resource_state("libvirt", "shutoff", "migrated") == ("INTENTIONAL OFFLINE", 0)
+    assert states.resource_state("libvirt", "shutoff", "destroyed") == ("OFFLINE", 0)
+    assert states.resource_state("libvirt", "running", "booted") == ("ONLINE", 100)
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+def _run(vm, kind, **params):
+    vm.refresh_from_db()
+    op = operations.request_vm_operation(vm=vm, kind=kind, user=None, params=params)
+    return operations.execute_operation(op.pk)
+
+
+def test_rhev_start_stop_and_no_snapshots(rhev):
+    discovery.discover_now(provider=rhev)
+    down = VirtualMachine.objects.filter(provider=rhev, raw_state="down").first()
+    assert Operation.Kind.VM_START in operations.allowed_operations(down)
+    op = _run(down, Operation.Kind.VM_START)
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    down.refresh_from_db()
+    assert down.state == "running" and down.raw_state == "up"
+    with pytest.raises(ValidationError, match="cannot be asked to create snapshot"):
+        operations.request_vm_operation(
+            vm=down, kind=Operation.Kind.SNAPSHOT_CREATE, user=None, params={"snapshot": "x"}
+        )
+    assert _run(down, Operation.Kind.VM_POWER_OFF).status == Operation.Status.SUCCEEDED
+
+
+def test_rhev_live_migration_to_a_chosen_host_and_refusals(rhev):
+    discovery.discover_now(provider=rhev)
+    vm = VirtualMachine.objects.filter(provider=rhev, raw_state="up").select_related("host").first()
+    assert Operation.Kind.VM_MIGRATE in operations.allowed_operations(vm)
+    cluster = vm.host.details.get("cluster")
+    target = (
+        Host.objects.filter(provider=rhev, details__cluster=cluster, details__status="up")
+        .exclude(pk=vm.host_id)
+        .first()
+    )
+    assert target is not None
+    with pytest.raises(ValidationError, match="already runs on"):
+        operations.request_vm_operation(vm=vm, kind=Operation.Kind.VM_MIGRATE, user=None, params={"host": vm.host_id})
+    op = _run(vm, Operation.Kind.VM_MIGRATE, host=target.pk)
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    vm.refresh_from_db()
+    assert vm.host_id == target.pk
+    discovery.discover_now(provider=rhev)  # the manager agrees
+    vm.refresh_from_db()
+    assert vm.host_id == target.pk
+
+
+def test_migrate_is_refused_for_kvm_vms():
+    from tests.factories import make_inventory
+
+    provider = make_inventory()
+    vm = VirtualMachine.objects.filter(provider=provider, state="running").first()
+    assert Operation.Kind.VM_MIGRATE not in operations.allowed_operations(vm)
+    with pytest.raises(ValidationError, match="cannot be asked to migrate"):
+        operations.request_vm_operation(vm=vm, kind=Operation.Kind.VM_MIGRATE, user=None)
+
+
+def test_environment_check_records_the_result_on_provider_and_vms(rhev):
+    discovery.discover_now(provider=rhev)
+    op = operations.request_environment_check(provider=rhev, user=None)
+    op = operations.execute_operation(op.pk)
+    rhev.refresh_from_db()
+    # Some demo VMs have the manager's own HA on: the check fails and says why.
+    assert op.status == Operation.Status.FAILED and "high availability" in op.error
+    assert rhev.check_ok is False and rhev.checked_at is not None
+    assert (
+        VirtualMachine.objects.filter(provider=rhev, check_ok=False).count()
+        == VirtualMachine.objects.filter(provider=rhev, details__ha_enabled=True, removed_at__isnull=True).count()
+    )
+    update_provider(provider=rhev, password="wrong")
+    op = operations.execute_operation(operations.request_environment_check(provider=rhev, user=None).pk)
+    rhev.refresh_from_db()
+    assert op.status == Operation.Status.FAILED and rhev.check_ok is False and "wrong" not in rhev.check_message

@@ -85,5 +85,34 @@ def write_performance_doc(r: dict[str, Any], path: Path) -> None:
         + " The test suite also checks that the count is the same for 5 and 50 VMs.",
         "",
     ]
+    lines += _platform_lines(r.get("platforms") or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def _platform_lines(platforms: dict[str, Any]) -> list[str]:
+    if not platforms:
+        return []
+    lines = [
+        "## RHEV and Hyper-V discovery: 5,000 VMs each",
+        "",
+        "RHEV: the shipped simulator of the REST API v4 serves one manager with 5,000 VMs (4 data centers,",
+        "8 clusters, 100 hosts) over HTTP; the real ovirtsdk4 client discovers it in a few requests",
+        "(`follow=disk_attachments.disk,nics`). Hyper-V: generated captured outputs of the discovery script,",
+        "10 servers x 500 VMs (a differencing VHDX chain, a checkpoint and two NICs each), fed to the driver",
+        "at the transport boundary. One process, SQLite.",
+        "",
+        "| platform | VMs | first discovery | target | unchanged rediscovery | target | inventory rows written (unchanged) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = {"rhev": "RHEV manager", "hyperv": "Hyper-V servers"}
+    for key, res in platforms.items():
+        first, again = res["first"], res["unchanged"]
+        rows = again["added"] + again["changed"] + again["removed"]
+        lines.append(
+            f"| {names.get(key, key)} | {res['vms']:,} | {first['seconds']:.1f} s | ≤ 30 s: {_ok(first['seconds'] <= 30)} "
+            f"| {again['seconds']:.1f} s | ≤ 10 s: {_ok(again['seconds'] <= 10)} | {rows} "
+            f"({again['inventory_write_statements']} write statements): {_ok(rows == 0 and again['inventory_write_statements'] == 0)} |"
+        )
+    lines.append("")
+    return lines

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="discovery processes")
     parser.add_argument("--repeat", type=int, default=60, help="requests per page measurement")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
+    parser.add_argument("--skip-platforms", action="store_true", help="KVM only: no RHEV or Hyper-V runs")
     args = parser.parse_args(argv)
 
     from bench import nodegen
@@ -223,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  vom's first discovery is {speedup:.0f}x faster")
     print(f"pages with {vms} VMs loaded:")
     pages = measure_pages(args.repeat)
+    platforms: dict[str, Any] = {}
+    if not args.skip_platforms:
+        from bench.platforms import bench_hyperv, bench_rhev
+
+        print("RHEV and Hyper-V discovery:")
+        platforms = {"rhev": bench_rhev(), "hyperv": bench_hyperv(WORK)}
 
     results = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -241,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "virsh_way": virsh,
         "speedup_vs_virsh": round(speedup, 1),
         "pages": pages,
+        "platforms": platforms,
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
     if not args.no_doc:

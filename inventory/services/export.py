@@ -22,6 +22,16 @@ PROVIDER_FIELDS = [
     "stale_reason",
     "last_discovery_at",
     "last_success_at",
+    "insecure",
+    "cluster_filter",
+    "winrm_auth",
+    "use_https",
+    "port",
+    "cert_validation",
+    "facts",
+    "check_ok",
+    "check_message",
+    "checked_at",
 ]
 HOST_FIELDS = [
     "uid",
@@ -38,6 +48,7 @@ HOST_FIELDS = [
     "cpu_mhz",
     "memory_bytes",
     "removed_at",
+    "details",
 ]
 VM_FIELDS = [
     "uuid",
@@ -57,6 +68,9 @@ VM_FIELDS = [
     "persistent",
     "description",
     "removed_at",
+    "details",
+    "check_ok",
+    "check_message",
 ]
 DISK_FIELDS = [
     "target",
@@ -74,9 +88,10 @@ DISK_FIELDS = [
     "shareable",
     "backing_chain",
     "persistent",
+    "details",
 ]
-NIC_FIELDS = ["mac", "type", "source", "model", "target"]
-SNAPSHOT_FIELDS = ["name", "created_at", "state", "description", "parent", "current"]
+NIC_FIELDS = ["mac", "type", "source", "model", "target", "details"]
+SNAPSHOT_FIELDS = ["name", "created_at", "state", "description", "parent", "current", "details"]
 POOL_FIELDS = [
     "uuid",
     "name",
@@ -91,6 +106,7 @@ POOL_FIELDS = [
     "autostart",
     "persistent",
     "removed_at",
+    "details",
 ]
 VOLUME_FIELDS = [
     "name",
@@ -113,6 +129,7 @@ NETWORK_FIELDS = [
     "ip_address",
     "netmask",
     "removed_at",
+    "details",
 ]
 
 

@@ -268,3 +268,14 @@ def test_environment_check_records_the_result_on_provider_and_vms(rhev):
     op = operations.execute_operation(operations.request_environment_check(provider=rhev, user=None).pk)
     rhev.refresh_from_db()
     assert op.status == Operation.Status.FAILED and rhev.check_ok is False and "wrong" not in rhev.check_message
+
+
+def test_export_covers_the_manager_facts_and_platform_details(rhev):
+    from inventory.services.export import export_inventory
+
+    discovery.discover_now(provider=rhev)
+    data = export_inventory()
+    (item,) = [p for p in data["providers"] if p["name"] == "rhevm"]
+    assert item["kind"] == "rhev" and len(item["facts"]["clusters"]) == 3
+    assert all("cluster" in vm["details"] for vm in item["vms"])
+    assert "secret" not in str(data)

@@ -14,6 +14,8 @@ printed. The output depends only on the seed.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import random
 import sys
 from collections import Counter
@@ -806,13 +808,573 @@ def verify(path: Path, spec: NodeSpec) -> dict[str, Any]:
         conn.close()
 
 
+# --- Hyper-V: captured discovery outputs (demo/hyperv/hv01.json, hv02.json) ---------------------------
+
+DEFAULT_HYPERV_OUT = PROJECT_ROOT / "demo" / "hyperv"
+_HV_EPOCH = 1_733_000_000  # the captures' "now" (2024-11-30), so the files depend only on the seed
+
+
+@dataclass
+class HvDisk:
+    """One Get-VMHardDiskDrive row: a VHD(X) (with its parent chain) or a pass-through disk."""
+
+    path: str = ""
+    size_gib: int = 40
+    used_gib: float = 10.0
+    vhd_type: str = "Dynamic"  # Fixed, Dynamic, Differencing
+    chain: list[str] = field(default_factory=list)  # parent first
+    disk_number: int | None = None
+    passthrough_text: str = ""
+    controller: str = "SCSI"
+    number: int = 0
+    location: int = 0
+
+
+@dataclass
+class HvVm:
+    name: str
+    state: str = "Running"
+    generation: int = 2
+    version: str = "9.0"
+    cpus: int = 2
+    memory_gib: float = 4
+    dynamic: bool = False
+    clustered: bool = False
+    notes: str = ""
+    disks: list[HvDisk] = field(default_factory=list)
+    dvd: str | None = None  # an ISO path, "" for an empty drive, None for no drive
+    nics: list[tuple[str, list[str]]] = field(default_factory=list)  # (switch, IPs when running)
+    checkpoints: list[str] = field(default_factory=list)  # oldest first; the VM runs on the last one
+    heartbeat: str = "OkApplicationsHealthy"
+    uptime_hours: float = 0
+    start_action: str = "StartIfRunning"
+    no_os: bool = False
+
+
+def _hv_vms_hv01() -> list[HvVm]:
+    csv = "C:\\ClusterStorage\\Volume1\\Hyper-V"
+    d = "D:\\Hyper-V"
+    prod, backup, mgmt = "vSwitch-Prod", "vSwitch-Backup", "vSwitch-Mgmt"
+    return [
+        HvVm(
+            "dc01",
+            cpus=2,
+            memory_gib=4,
+            clustered=True,
+            notes="AD DS / DNS, corp.example.com",
+            disks=[HvDisk(f"{csv}\\dc01\\dc01.vhdx", 60, 18)],
+            nics=[(prod, ["10.20.1.10"])],
+            uptime_hours=2210,
+        ),
+        HvVm(
+            "exch01",
+            cpus=8,
+            memory_gib=32,
+            clustered=True,
+            notes="Exchange 2019 CU14",
+            disks=[
+                HvDisk(f"{csv}\\exch01\\exch01_OS.vhdx", 120, 41),
+                HvDisk(f"{csv}\\exch01\\exch01_DB01.vhdx", 800, 800, "Fixed", location=1),
+                HvDisk(f"{csv}\\exch01\\exch01_LOG01.vhdx", 200, 200, "Fixed", location=2),
+            ],
+            nics=[(prod, ["10.20.1.21"]), (backup, ["10.99.1.21"])],
+            uptime_hours=1490,
+        ),
+        HvVm(
+            "sql01",
+            cpus=8,
+            memory_gib=16,
+            dynamic=True,
+            clustered=True,
+            notes="SQL Server 2019 - owner DBA team",
+            disks=[
+                HvDisk(f"{csv}\\sql01\\sql01_OS.vhdx", 127, 38),
+                HvDisk(f"{csv}\\sql01\\sql01_DATA.vhdx", 500, 500, "Fixed", location=1),
+            ],
+            nics=[(prod, ["10.20.1.31", "fe80::8d4:1c2e:9a3b:7f10"]), (backup, ["10.99.1.31"])],
+            checkpoints=["before-CU16", "before-CU18"],
+            uptime_hours=365,
+        ),
+        HvVm(
+            "file01",
+            generation=1,
+            version="8.0",
+            cpus=2,
+            memory_gib=8,
+            notes="Gen 1, data on a SAN LUN (pass-through)",
+            disks=[
+                HvDisk(f"{d}\\file01\\file01.vhd", 60, 22, controller="IDE"),
+                HvDisk(disk_number=4, passthrough_text="Disk 4 2.00 TB Bus 0 Lun 4 Target 0", location=0),
+            ],
+            dvd="D:\\ISO\\SW_DVD9_Win_Server_STD_CORE_2019_1809.iso",
+            nics=[(prod, ["10.20.1.40"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=986,
+            start_action="Start",
+        ),
+        HvVm(
+            "app01",
+            cpus=4,
+            memory_gib=8,
+            dynamic=True,
+            notes="ERP application server",
+            disks=[HvDisk(f"{d}\\app01\\app01.vhdx", 80, 31)],
+            nics=[(prod, ["10.20.2.11"])],
+            checkpoints=["pre-release-4.2"],
+            uptime_hours=72,
+        ),
+        HvVm(
+            "app02",
+            state="Off",
+            cpus=4,
+            memory_gib=8,
+            dynamic=True,
+            notes="ERP application server (standby)",
+            disks=[HvDisk(f"{d}\\app02\\app02.vhdx", 80, 29)],
+            nics=[(prod, ["10.20.2.12"])],
+        ),
+        HvVm(
+            "web01",
+            cpus=2,
+            memory_gib=4,
+            clustered=True,
+            disks=[
+                HvDisk(f"{csv}\\web01\\web01.vhdx", 60, 3, "Differencing", [f"{csv}\\Golden\\ws2019-web-golden.vhdx"])
+            ],
+            nics=[(prod, ["10.20.3.11"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=400,
+        ),
+        HvVm(
+            "web02",
+            cpus=2,
+            memory_gib=4,
+            clustered=True,
+            disks=[
+                HvDisk(f"{csv}\\web02\\web02.vhdx", 60, 3.4, "Differencing", [f"{csv}\\Golden\\ws2019-web-golden.vhdx"])
+            ],
+            nics=[(prod, ["10.20.3.12"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=400,
+        ),
+        HvVm(
+            "pxe-deploy",
+            state="Off",
+            cpus=1,
+            memory_gib=2,
+            notes="empty VM for PXE deployment tests (no OS)",
+            disks=[HvDisk(f"{d}\\pxe-deploy\\pxe-deploy.vhdx", 40, 0.004)],
+            nics=[(prod, [])],
+            no_os=True,
+            start_action="Nothing",
+        ),
+        HvVm(
+            "legacy-nt",
+            state="Saved",
+            generation=1,
+            version="5.0",
+            cpus=1,
+            memory_gib=2,
+            notes="saved before the host move; do not start without the app owner",
+            disks=[HvDisk(f"{d}\\legacy-nt\\legacy-nt.vhd", 30, 30, "Fixed", controller="IDE")],
+            nics=[(prod, [])],
+        ),
+        HvVm(
+            "test-paused",
+            state="Paused",
+            cpus=2,
+            memory_gib=4,
+            disks=[HvDisk(f"{d}\\test-paused\\test-paused.vhdx", 40, 12)],
+            nics=[(prod, ["10.20.9.5"])],
+            uptime_hours=5,
+        ),
+        HvVm(
+            "backup-proxy",
+            cpus=4,
+            memory_gib=8,
+            notes="Veeam proxy",
+            disks=[HvDisk(f"{d}\\backup-proxy\\backup-proxy.vhdx", 80, 25)],
+            nics=[(prod, ["10.20.1.60"]), (backup, ["10.99.1.60"]), (mgmt, ["10.250.0.60"])],
+            uptime_hours=720,
+        ),
+        HvVm(
+            "print01",
+            state="Off",
+            generation=1,
+            version="8.0",
+            cpus=1,
+            memory_gib=2,
+            disks=[HvDisk(f"{d}\\print01\\print01.vhdx", 40, 14, controller="IDE")],
+            nics=[(prod, [])],
+            dvd="",
+        ),
+    ]
+
+
+def _hv_vms_hv02() -> list[HvVm]:
+    csv = "C:\\ClusterStorage\\Volume2\\VMs"
+    e = "E:\\Hyper-V"
+    team, storage = "SET-Team", "vSwitch-Storage"
+    golden = f"{csv}\\Golden\\ubuntu-22.04-golden.vhdx"
+    vms = [
+        HvVm(
+            f"k8s-master-0{i}",
+            cpus=4,
+            memory_gib=8,
+            version="10.0",
+            clustered=True,
+            disks=[HvDisk(f"{csv}\\k8s-master-0{i}\\k8s-master-0{i}.vhdx", 64, 3 + i, "Differencing", [golden])],
+            nics=[(team, [f"192.168.40.{10 + i}"]), (storage, [f"192.168.50.{10 + i}"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=300 + i,
+        )
+        for i in (1, 2, 3)
+    ]
+    vms += [
+        HvVm(
+            f"k8s-worker-0{i}",
+            cpus=8,
+            memory_gib=16,
+            version="10.0",
+            clustered=True,
+            disks=[
+                HvDisk(f"{csv}\\k8s-worker-0{i}\\k8s-worker-0{i}.vhdx", 128, 9 + i, "Differencing", [golden]),
+                HvDisk(f"{csv}\\k8s-worker-0{i}\\k8s-worker-0{i}-containers.vhdx", 200, 40 + i, location=1),
+            ],
+            nics=[(team, [f"192.168.40.{20 + i}"]), (storage, [f"192.168.50.{20 + i}"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=299,
+        )
+        for i in (1, 2, 3, 4)
+    ]
+    vms += [
+        HvVm(
+            "ci-runner",
+            cpus=8,
+            memory_gib=16,
+            version="10.0",
+            notes="GitLab runner",
+            disks=[HvDisk(f"{e}\\ci-runner\\ci-runner.vhdx", 200, 66)],
+            nics=[(team, ["192.168.41.30"])],
+            checkpoints=["pre-upgrade-16.5", "pre-upgrade-17.0"],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=18,
+        ),
+        HvVm(
+            "win11-vdi-01",
+            state="Off",
+            cpus=4,
+            memory_gib=8,
+            dynamic=True,
+            version="10.0",
+            disks=[HvDisk(f"{e}\\win11-vdi-01\\win11-vdi-01.vhdx", 127, 24)],
+            nics=[(team, [])],
+        ),
+        HvVm(
+            "blank-lab",
+            state="Off",
+            cpus=2,
+            memory_gib=2,
+            version="10.0",
+            notes="no guest OS yet",
+            disks=[HvDisk(f"{e}\\blank-lab\\blank-lab.vhdx", 60, 0.004)],
+            dvd="",
+            nics=[(team, [])],
+            no_os=True,
+            start_action="Nothing",
+        ),
+        HvVm(
+            "db-analytics",
+            cpus=16,
+            memory_gib=64,
+            version="10.0",
+            notes="PostgreSQL, data on a dedicated LUN",
+            disks=[
+                HvDisk(f"{e}\\db-analytics\\db-analytics.vhdx", 80, 21),
+                HvDisk(disk_number=5, passthrough_text="Disk 5 4.00 TB Bus 0 Lun 5 Target 0", location=1),
+            ],
+            nics=[(team, ["192.168.41.40"]), (storage, ["192.168.50.40"])],
+            uptime_hours=1200,
+        ),
+        HvVm(
+            "jump01",
+            state="Saved",
+            cpus=2,
+            memory_gib=4,
+            version="10.0",
+            disks=[HvDisk(f"{e}\\jump01\\jump01.vhdx", 60, 19)],
+            nics=[(team, [])],
+        ),
+        HvVm(
+            "appliance-fw",
+            generation=1,
+            version="9.0",
+            cpus=2,
+            memory_gib=2,
+            notes="vendor firewall appliance (Gen 1)",
+            disks=[HvDisk(f"{e}\\appliance-fw\\appliance-fw.vhd", 16, 16, "Fixed", controller="IDE")],
+            nics=[(team, ["192.168.40.1"]), ("vSwitch-DMZ", ["203.0.113.10"])],
+            heartbeat="OkApplicationsUnknown",
+            uptime_hours=4000,
+            start_action="Start",
+        ),
+        HvVm(
+            "monitoring",
+            cpus=4,
+            memory_gib=8,
+            dynamic=True,
+            version="10.0",
+            clustered=True,
+            disks=[HvDisk(f"{csv}\\monitoring\\monitoring.vhdx", 100, 37)],
+            nics=[(team, ["192.168.40.50"])],
+            uptime_hours=720,
+        ),
+    ]
+    return vms
+
+
+def _hv_vm_document(
+    host_tag: str, index: int, vm: HvVm, seed: int, ms_dates: bool, timespan_objects: bool
+) -> dict[str, Any]:
+    vm_id = stable_uuid(seed, host_tag, vm.name)
+    running = vm.state in ("Running", "Paused")
+
+    def date(when: int) -> str:
+        if ms_dates:
+            return f"/Date({when * 1000})/"
+        return dt.datetime.fromtimestamp(when, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+
+    def uptime(hours: float) -> object:
+        seconds = int(hours * 3600) if running else 0
+        if not timespan_objects:
+            days, rest = divmod(seconds, 86400)
+            return f"{days}.{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        return {
+            "Ticks": seconds * 10_000_000,
+            "Days": seconds // 86400,
+            "Hours": seconds % 86400 // 3600,
+            "Milliseconds": 0,
+            "Minutes": seconds % 3600 // 60,
+            "Seconds": seconds % 60,
+            "TotalDays": seconds / 86400,
+            "TotalHours": seconds / 3600,
+            "TotalMilliseconds": seconds * 1000.0,
+            "TotalMinutes": seconds / 60,
+            "TotalSeconds": float(seconds),
+        }
+
+    drives: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    snapshot_disks: list[list[str]] = [[] for _ in vm.checkpoints]
+    for disk in vm.disks:
+        if disk.disk_number is not None:
+            drives.append(
+                {
+                    "ControllerType": disk.controller,
+                    "ControllerNumber": disk.number,
+                    "ControllerLocation": disk.location,
+                    "Path": disk.passthrough_text,
+                    "DiskNumber": disk.disk_number,
+                    "Vhd": None,
+                }
+            )
+            continue
+        chain = list(disk.chain)  # parents of disk.path, parent first
+        path = disk.path
+        # each checkpoint turned the disk in use into the parent of a new .avhdx
+        for n, _ in enumerate(vm.checkpoints):
+            snapshot_disks[n].append(path)
+            chain.insert(0, path)
+            folder, _, file_name = disk.path.rpartition("\\")
+            stem, _, ext = file_name.rpartition(".")
+            guid = stable_uuid(seed, host_tag, vm.name, path, n).upper()
+            path = f"{folder}\\{stem}_{guid}.{'avhdx' if ext == 'vhdx' else 'avhd'}"
+        vhd_type = "Differencing" if chain else disk.vhd_type
+        size = disk.size_gib * GiB
+        used = int(disk.used_gib * GiB) if not vm.checkpoints else int(0.35 * GiB) + disk.number * MiB
+        if vhd_type == "Fixed":
+            used = size + 4 * MiB
+        drives.append(
+            {
+                "ControllerType": disk.controller,
+                "ControllerNumber": disk.number,
+                "ControllerLocation": disk.location,
+                "Path": path,
+                "DiskNumber": None,
+                "Vhd": {
+                    "VhdFormat": "VHDX" if path.lower().endswith(("vhdx", "avhdx")) else "VHD",
+                    "VhdType": vhd_type,
+                    "ParentPath": chain[0] if chain else "",
+                    "Size": size,
+                    "FileSize": used,
+                    "Chain": chain,
+                },
+            }
+        )
+    for n, name in enumerate(vm.checkpoints):
+        snapshots.append(
+            {
+                "Name": name,
+                "Id": stable_uuid(seed, host_tag, vm.name, "checkpoint", name),
+                "CreationTime": date(_HV_EPOCH - (len(vm.checkpoints) - n) * 9 * 86400 - index * 3600),
+                "ParentSnapshotName": vm.checkpoints[n - 1] if n else None,
+                "SnapshotType": "Standard",
+                "Notes": "before patching" if n else "",
+                "HardDrives": snapshot_disks[n],
+            }
+        )
+    dvds = []
+    if vm.dvd is not None:
+        ide = vm.generation == 1
+        dvds.append(
+            {
+                "ControllerType": "IDE" if ide else "SCSI",
+                "ControllerNumber": 1 if ide else 0,
+                "ControllerLocation": 0 if ide else len(vm.disks),
+                "Path": vm.dvd or None,
+            }
+        )
+    nics = []
+    for n, (switch, ips) in enumerate(vm.nics):
+        mac = "000000000000" if vm.no_os else f"00155D{host_tag[-2:]}{index:02X}{n:02X}"
+        nics.append(
+            {
+                "Name": "Network Adapter" if n == 0 else f"Network Adapter {n + 1}",
+                "MacAddress": mac,
+                "SwitchName": switch,
+                "DynamicMacAddressEnabled": True,
+                "IPAddresses": ips if vm.state == "Running" else [],
+            }
+        )
+    memory = int(vm.memory_gib * GiB)
+    return {
+        "Name": vm.name,
+        "Id": vm_id,
+        "State": vm.state,
+        "Status": "Operating normally",
+        "Generation": vm.generation,
+        "Version": vm.version,
+        "ProcessorCount": vm.cpus,
+        "MemoryAssigned": (memory * 3 // 4 if vm.dynamic else memory) if running else 0,
+        "MemoryStartup": memory,
+        "MemoryMinimum": 512 * MiB if vm.dynamic else memory,
+        "MemoryMaximum": memory * 2 if vm.dynamic else memory,
+        "DynamicMemoryEnabled": vm.dynamic,
+        "Uptime": uptime(vm.uptime_hours),
+        "Heartbeat": vm.heartbeat if vm.state == "Running" and not vm.no_os else "",
+        "IsClustered": vm.clustered,
+        "Notes": vm.notes,
+        "Path": drives[0]["Path"].rsplit("\\", 1)[0] if drives and drives[0]["DiskNumber"] is None else "",
+        "ParentSnapshotName": vm.checkpoints[-1] if vm.checkpoints else None,
+        "AutomaticStartAction": vm.start_action,
+        "HardDrives": drives,
+        "DvdDrives": dvds,
+        "Snapshots": snapshots,
+        "NetworkAdapters": nics,
+    }
+
+
+def build_hyperv_demo(seed: int = DEFAULT_SEED) -> dict[str, tuple[dict[str, Any], bool]]:
+    """The two demo Hyper-V servers as DISCOVERY_SCRIPT documents: name -> (document, PowerShell 5.1 style)."""
+    hosts: dict[str, tuple[dict[str, Any], bool]] = {}
+    specs = [
+        (
+            "hv01",
+            _hv_vms_hv01(),
+            True,
+            {
+                "ComputerName": "HV01",
+                "FullyQualifiedDomainName": "HV01.corp.example.com",
+                "LogicalProcessorCount": 48,
+                "MemoryCapacity": 384 * GiB,
+                "VirtualHardDiskPath": "C:\\ClusterStorage\\Volume1\\Hyper-V",
+                "VirtualMachinePath": "C:\\ClusterStorage\\Volume1\\Hyper-V",
+                "OSCaption": "Microsoft Windows Server 2019 Datacenter",
+                "OSVersion": "10.0.17763",
+                "OSBuildNumber": "17763",
+                "EnvironmentOSVersion": "10.0.17763.0",
+            },
+            [
+                ("C:\\", "", "NTFS", 240, 171),
+                ("C:\\ClusterStorage\\Volume1\\", "CSV-SSD01", "CSVFS", 4096, 1730),
+                ("D:\\", "VMSTORE", "ReFS", 2048, 1310),
+            ],
+        ),
+        (
+            "hv02",
+            _hv_vms_hv02(),
+            False,
+            {
+                "ComputerName": "HV02",
+                "FullyQualifiedDomainName": "HV02.corp.example.com",
+                "LogicalProcessorCount": 64,
+                "MemoryCapacity": 512 * GiB,
+                "VirtualHardDiskPath": "C:\\ProgramData\\Microsoft\\Windows\\Virtual Hard Disks",
+                "VirtualMachinePath": "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V",
+                "OSCaption": "Microsoft Windows Server 2022 Datacenter",
+                "OSVersion": "10.0.20348",
+                "OSBuildNumber": "20348",
+                "EnvironmentOSVersion": "10.0.20348.0",
+            },
+            [
+                ("C:\\", "", "NTFS", 240, 185),
+                ("C:\\ClusterStorage\\Volume2\\", "CSV-NVME02", "CSVFS", 8192, 5120),
+                ("E:\\", "DATA", "ReFS", 4096, 2980),
+            ],
+        ),
+    ]
+    for tag, vms, ps51, host, volumes in specs:
+        document = {
+            "Host": host,
+            "Volumes": [
+                {
+                    "Name": name,
+                    "Label": label,
+                    "FileSystem": fs,
+                    "Capacity": cap * GiB,
+                    "FreeSpace": free * GiB,
+                    "DeviceID": f"\\\\?\\Volume{{{stable_uuid(seed, tag, 'volume', name)}}}\\",
+                }
+                for name, label, fs, cap, free in volumes
+            ],
+            "VMs": [_hv_vm_document(tag, i + 1, vm, seed, ps51, ps51) for i, vm in enumerate(vms)],
+        }
+        hosts[tag] = (document, ps51)
+    return hosts
+
+
+def write_hyperv_demo(out: Path, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Write demo/hyperv/hvNN.json as ConvertTo-Json prints them; check each with the driver's parser."""
+    from inventory.drivers.hyperv import parse_discovery
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for tag, (document, ps51) in build_hyperv_demo(seed).items():
+        if ps51:  # Windows PowerShell 5.1: indented, "\/Date(…)\/"
+            text = json.dumps(document, indent=4).replace("/Date(", "\\/Date(").replace(")/", ")\\/")
+        else:  # PowerShell 7 with -Compress
+            text = json.dumps(document, separators=(",", ":"))
+        path = out / f"{tag}.json"
+        path.write_text(text + "\n")
+        snapshot = parse_discovery(text)
+        states = Counter(vm.state for vm in snapshot.vms)
+        print(f"wrote {path}: {len(snapshot.vms)} VMs {dict(states)}")
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the demo node files, verify each with libvirt, print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--no-verify", action="store_true", help="skip loading with libvirt")
+    parser.add_argument("--hyperv-out", type=Path, default=DEFAULT_HYPERV_OUT)
+    parser.add_argument("--hyperv-only", action="store_true", help="write only the Hyper-V captured outputs")
     args = parser.parse_args(argv)
+    write_hyperv_demo(args.hyperv_out, args.seed)
+    if args.hyperv_only:
+        return 0
     specs = build_demo(args.seed)
     macs = [n.mac for s in specs for d in s.domains for n in d.nics]
     if len(macs) != len(set(macs)):

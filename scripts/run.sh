@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the console on its embedded default: SQLite under var/, a local redis-server, a Celery worker,
+# Starts the console on its embedded default: SQLite under var/, a local redis-server, the simulated
+# RHEV manager of the demo (port $VOM_RHEV_PORT, default 8443; VOM_DEMO_RHEV=0: none), a Celery worker,
 # celery beat and the web server on 127.0.0.1:8000. Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,22 @@ if [ -z "${REDIS_URL:-}" ]; then
     for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   export REDIS_URL="redis://127.0.0.1:$port/0"
+fi
+
+# The demo's RHEV manager: the oVirt REST API v4 simulator (2 datacenters, 3 clusters, 6 hosts, 40 VMs).
+if [ -z "${VOM_DEMO_RHEV_URL:-}" ] && [ "${VOM_DEMO_RHEV:-1}" != 0 ]; then
+  rhev_port=${VOM_RHEV_PORT:-8443}
+  $PY -m inventory.rhevsim --host 127.0.0.1 --port "$rhev_port" >"$VOM_VAR_DIR/log/rhevsim.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$rhev_port") 2>/dev/null; then
+      export VOM_DEMO_RHEV_URL="http://127.0.0.1:$rhev_port/ovirt-engine/api"
+      break
+    fi
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "${VOM_DEMO_RHEV_URL:-}" ] || echo "the RHEV simulator did not start (see $VOM_VAR_DIR/log/rhevsim.log)" >&2
 fi
 
 $PY manage.py migrate --noinput -v 0

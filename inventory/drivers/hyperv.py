@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import uuid as uuid_module
 from collections.abc import Mapping, Sequence
@@ -920,7 +921,8 @@ class HyperVDriver:
         cert_validation: bool = True,
     ) -> None:
         host = (host or "").strip()
-        if not host or any(c.isspace() or c in "/@" for c in host):
+        captured = transport is not None and host.startswith(CAPTURED_PREFIX)  # a captured host names its file
+        if not host or (not captured and any(c.isspace() or c in "/@" for c in host)):
             raise DriverError(f"invalid Hyper-V host {host!r}: expected a host name or address")
         self.host = host
         if transport is None:
@@ -1022,8 +1024,22 @@ class HyperVDriver:
         self.transport.close()
 
 
+CAPTURED_PREFIX = "captured://"
+
+
 def transport_for_uri(uri: str) -> PowerShellTransport | None:
-    """The transport for a provider's host: None (WinRM to the server) for a real host name."""
-    if uri.startswith("captured://"):
-        raise DriverError("captured Hyper-V outputs are not available in this build")
-    return None
+    """The transport for a provider's host: None (WinRM to the server) for a real host name.
+
+    ``captured:///abs/path.json`` is a captured host (the demo's Hyper-V servers): the process's
+    :class:`~inventory.drivers.hyperv_replay.ReplayTransport` for that discovery output.
+    """
+    if not uri.startswith(CAPTURED_PREFIX):
+        return None
+    path = uri.removeprefix(CAPTURED_PREFIX)
+    if not path.startswith("/"):
+        raise DriverError(f"invalid captured host {uri!r}: expected captured:///absolute/path/to/output.json")
+    if not os.path.isfile(path):
+        raise DriverError(f"cannot connect to {uri}: captured output {path} does not exist")
+    from inventory.drivers.hyperv_replay import replay_transport
+
+    return replay_transport(path)

@@ -49,7 +49,8 @@ SPECS: dict[str, OperationSpec] = {
         frozenset({S.STOPPED}),
     ),
     Kind.VM_REBOOT: OperationSpec(frozenset({S.RUNNING}), frozenset({S.RUNNING})),
-    Kind.VM_SUSPEND: OperationSpec(frozenset({S.RUNNING}), frozenset({S.PAUSED})),
+    # libvirt pauses in memory; Hyper-V ("save") and RHEV write the memory out: suspended.
+    Kind.VM_SUSPEND: OperationSpec(frozenset({S.RUNNING}), frozenset({S.PAUSED, S.SUSPENDED})),
     Kind.VM_RESUME: OperationSpec(frozenset({S.PAUSED}), frozenset({S.RUNNING})),
     Kind.SNAPSHOT_CREATE: OperationSpec(
         frozenset({S.RUNNING, S.PAUSED, S.STOPPED}), frozenset(), needs_snapshot_name=True
@@ -74,6 +75,22 @@ POLL_SECONDS = 1.0
 STATE_WAIT_SECONDS = 30
 
 
+# States a platform adds to an operation's table: a saved Hyper-V VM or a suspended RHEV VM resumes
+# by starting it (libvirt's guest-suspended domains need a wake-up this console does not send).
+PLATFORM_ALLOWED_FROM: dict[tuple[str, str], frozenset[str]] = {
+    ("hyperv", Kind.VM_RESUME): frozenset({S.SUSPENDED}),
+    ("rhev", Kind.VM_RESUME): frozenset({S.SUSPENDED}),
+    # Hyper-V checkpoints a saved VM as well (the saved memory is part of the checkpoint).
+    ("hyperv", Kind.SNAPSHOT_CREATE): frozenset({S.SUSPENDED}),
+    ("hyperv", Kind.SNAPSHOT_REVERT): frozenset({S.SUSPENDED}),
+    ("hyperv", Kind.SNAPSHOT_DELETE): frozenset({S.SUSPENDED}),
+}
+
+
+def allowed_from(vm: VirtualMachine, kind: str) -> frozenset[str]:
+    return SPECS[kind].allowed_from | PLATFORM_ALLOWED_FROM.get((vm.provider.kind, kind), frozenset())
+
+
 def supported(vm: VirtualMachine, kind: str) -> bool:
     """Whether the VM's platform can do ``kind`` at all."""
     return kind in PLATFORM_OPERATIONS.get(vm.provider.kind, frozenset())
@@ -84,7 +101,7 @@ def allowed_operations(vm: VirtualMachine) -> list[str]:
     if vm.removed_at is not None:
         return []
     return [
-        kind for kind in [*VM_ACTIONS, Kind.VM_MIGRATE] if supported(vm, kind) and vm.state in SPECS[kind].allowed_from
+        kind for kind in [*VM_ACTIONS, Kind.VM_MIGRATE] if supported(vm, kind) and vm.state in allowed_from(vm, kind)
     ]
 
 
@@ -98,7 +115,7 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
     spec = SPECS[kind]
     if not supported(vm, kind):
         return f"{vm.provider.get_kind_display()} VMs cannot be asked to {label.lower()} from this console"
-    if vm.state not in spec.allowed_from:
+    if vm.state not in allowed_from(vm, kind):
         return f"cannot {label.lower()} VM {vm.name!r}: it is {vm.get_state_display().lower()}"
     if kind == Kind.VM_MIGRATE and params.get("host"):
         target = Host.objects.filter(pk=params["host"], provider_id=vm.provider_id, removed_at__isnull=True).first()

@@ -6,6 +6,8 @@ RHEV runs against the shipped simulator of the REST API v4 with the real ovirtsd
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -279,3 +281,36 @@ def test_export_covers_the_manager_facts_and_platform_details(rhev):
     assert item["kind"] == "rhev" and len(item["facts"]["clusters"]) == 3
     assert all("cluster" in vm["details"] for vm in item["vms"])
     assert "secret" not in str(data)
+
+
+def test_hyperv_discovery_operations_and_a_broken_output(tmp_path):
+    from bench.platforms import hyperv_document
+    from inventory.drivers.hyperv_replay import forget_replay_hosts
+
+    path = tmp_path / "hv07.json"
+    path.write_text(json.dumps(hyperv_document(7, 12)))
+    forget_replay_hosts()
+    hv = create_provider(name="hv07", kind="hyperv", uri=f"captured://{path}")
+    run = discovery.discover_now(provider=hv)
+    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    vms = VirtualMachine.objects.filter(provider=hv)
+    assert vms.count() == 12
+    running = vms.filter(state="running").first()
+    assert running.details["generation"] == 2 and running.host.hostname.upper().startswith("HVB07")
+    vhd = running.disks.get()
+    assert vhd.driver_format == "vhdx" and vhd.backing_chain and vhd.details
+    # Hyper-V's "save" is the console's suspend; checkpoints are snapshots.
+    assert _run(running, Operation.Kind.VM_SUSPEND).status == Operation.Status.SUCCEEDED
+    running.refresh_from_db()
+    assert running.state == "suspended" and running.raw_state == "Saved"
+    assert _run(running, Operation.Kind.SNAPSHOT_CREATE, snapshot="before patch").status == Operation.Status.SUCCEEDED
+    discovery.discover_now(provider=hv)
+    assert running.snapshots.filter(name="before patch").exists()
+    # Malformed output: the discovery fails with the reason, the inventory stays, marked stale.
+    path.write_text('{"Host": {"ComputerName": "HVB07"}, "VMs": [')
+    run = discovery.discover_now(provider=hv)
+    assert run.status == DiscoveryRun.Status.FAILED and "JSON" in run.error
+    hv.refresh_from_db()
+    assert hv.status == Provider.Status.STALE
+    assert VirtualMachine.objects.filter(provider=hv, removed_at__isnull=True).count() == 12
+    forget_replay_hosts()

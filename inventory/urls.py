@@ -19,6 +19,7 @@ urlpatterns = [
     path("providers/<int:pk>/edit/", providers.provider_edit, name="provider-edit"),
     path("providers/<int:pk>/delete/", providers.provider_delete, name="provider-delete"),
     path("providers/<int:pk>/discover/", providers.provider_discover, name="provider-discover"),
+    path("providers/<int:pk>/check/", providers.provider_check, name="provider-check"),
     path("discoveries/<int:pk>/", providers.discovery_detail, name="discovery-detail"),
     path("hosts/", hosts.host_list, name="host-list"),
     path("hosts/<int:pk>/", hosts.host_detail, name="host-detail"),

@@ -77,6 +77,16 @@ class ProviderSerializer(serializers.ModelSerializer[Provider]):
         write_only=True, required=False, default=False, help_text="Remove the stored password."
     )
     has_password = serializers.BooleanField(read_only=True)
+    ca_certificate = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=65536,
+        trim_whitespace=False,
+        help_text="RHEV: the manager's CA certificate in PEM form (public, so readable). Ignored for other kinds.",
+    )
+    facts = serializers.JSONField(
+        read_only=True, help_text="What the manager reported: RHEV product, datacenters, clusters, templates."
+    )
     host_count = serializers.IntegerField(read_only=True)
     vm_count = serializers.IntegerField(read_only=True)
 
@@ -94,6 +104,17 @@ class ProviderSerializer(serializers.ModelSerializer[Provider]):
             "discovery_interval",
             "enabled",
             "description",
+            "ca_certificate",
+            "insecure",
+            "cluster_filter",
+            "winrm_auth",
+            "use_https",
+            "port",
+            "cert_validation",
+            "facts",
+            "check_ok",
+            "check_message",
+            "checked_at",
             "status",
             "stale_reason",
             "last_discovery_at",
@@ -103,7 +124,25 @@ class ProviderSerializer(serializers.ModelSerializer[Provider]):
             "created",
             "updated",
         ]
-        read_only_fields = ["status", "stale_reason", "last_discovery_at", "last_success_at", "created", "updated"]
+        read_only_fields = [
+            "status",
+            "stale_reason",
+            "last_discovery_at",
+            "last_success_at",
+            "check_ok",
+            "check_message",
+            "checked_at",
+            "created",
+            "updated",
+        ]
+        extra_kwargs = {
+            "insecure": {"help_text": "RHEV: do not verify the manager's TLS certificate."},
+            "cluster_filter": {"help_text": "RHEV: discover only this cluster. Empty: all clusters."},
+            "winrm_auth": {"help_text": "Hyper-V: WinRM authentication (basic only with use_https)."},
+            "use_https": {"help_text": "Hyper-V: WinRM over HTTPS."},
+            "port": {"help_text": "Hyper-V: WinRM port; null: 5986 with HTTPS, 5985 without."},
+            "cert_validation": {"help_text": "Hyper-V: validate the server's certificate."},
+        }
 
     def validate_kind(self, value: str) -> str:
         if self.instance is not None and value != self.instance.kind:
@@ -167,6 +206,7 @@ class HostSerializer(serializers.ModelSerializer[Host]):
             "cpu_mhz",
             "memory_bytes",
             "vm_count",
+            "details",
             "first_seen",
             "removed_at",
         ]
@@ -240,6 +280,7 @@ class VMDiskSerializer(serializers.ModelSerializer[VirtualDisk]):
             "backing_chain",
             "persistent",
             "volume",
+            "details",
         ]
         read_only_fields = fields
 
@@ -247,14 +288,14 @@ class VMDiskSerializer(serializers.ModelSerializer[VirtualDisk]):
 class VMNicSerializer(serializers.ModelSerializer[NetworkInterface]):
     class Meta:
         model = NetworkInterface
-        fields = ["id", "mac", "type", "source", "model", "target"]
+        fields = ["id", "mac", "type", "source", "model", "target", "details"]
         read_only_fields = fields
 
 
 class VMSnapshotRefSerializer(serializers.ModelSerializer[VMSnapshot]):
     class Meta:
         model = VMSnapshot
-        fields = ["id", "name", "created_at", "state", "description", "parent", "current"]
+        fields = ["id", "name", "created_at", "state", "description", "parent", "current", "details"]
         read_only_fields = fields
 
 
@@ -278,6 +319,9 @@ class VMDetailSerializer(VMListSerializer):
             "machine",
             "domain_type",
             "description",
+            "details",
+            "check_ok",
+            "check_message",
             "disks",
             "nics",
             "snapshots",
@@ -327,6 +371,7 @@ class DiskSerializer(serializers.ModelSerializer[VirtualDisk]):
             "volume_name",
             "pool",
             "pool_name",
+            "details",
         ]
         read_only_fields = fields
 
@@ -336,7 +381,7 @@ class NicSerializer(serializers.ModelSerializer[NetworkInterface]):
 
     class Meta:
         model = NetworkInterface
-        fields = ["id", "vm", "vm_name", "mac", "type", "source", "model", "target"]
+        fields = ["id", "vm", "vm_name", "mac", "type", "source", "model", "target", "details"]
         read_only_fields = fields
 
 
@@ -345,7 +390,7 @@ class SnapshotSerializer(serializers.ModelSerializer[VMSnapshot]):
 
     class Meta:
         model = VMSnapshot
-        fields = ["id", "vm", "vm_name", "name", "created_at", "state", "description", "parent", "current"]
+        fields = ["id", "vm", "vm_name", "name", "created_at", "state", "description", "parent", "current", "details"]
         read_only_fields = fields
 
 
@@ -377,6 +422,7 @@ class PoolSerializer(serializers.ModelSerializer[StoragePool]):
             "autostart",
             "persistent",
             "volume_count",
+            "details",
             "first_seen",
             "removed_at",
         ]
@@ -431,6 +477,7 @@ class NetworkSerializer(serializers.ModelSerializer[Network]):
             "persistent",
             "ip_address",
             "netmask",
+            "details",
             "first_seen",
             "removed_at",
         ]
@@ -523,6 +570,18 @@ class BulkActionSerializer(serializers.Serializer[Any]):
             shown = ", ".join(str(pk) for pk in missing[:20]) + (" …" if len(missing) > 20 else "")
             raise serializers.ValidationError(f"No VM with id {shown}.")
         return ids
+
+
+class MigrateSerializer(serializers.Serializer[Any]):
+    """Where to live-migrate a VM: a host of the same provider, or omitted/null to let the manager choose."""
+
+    host = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="Target host id; omit to let the manager choose.",
+    )
 
 
 class BulkRefusalSerializer(serializers.Serializer[Any]):

@@ -59,11 +59,12 @@ from inventory.filters import (
     VMFilterSet,
     VolumeFilterSet,
 )
+from inventory.forms import KIND_FIELDS
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
 from inventory.pagination import DeferredJoinPaginator
 from inventory.roles import ADMIN, OPERATOR
 from inventory.services.discovery import request_discovery
-from inventory.services.operations import request_bulk_vm_operation, request_vm_operation
+from inventory.services.operations import request_bulk_vm_operation, request_environment_check, request_vm_operation
 from inventory.services.providers import create_provider, delete_provider, update_provider
 
 REFUSED = OpenApiResponse(s.DetailSerializer, description="Refused in the VM's current state, with the reason.")
@@ -187,19 +188,25 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
     ordering_fields = ["name", "kind", "status", "last_discovery_at", "created", "host_count", "vm_count"]
     ordering = ["name"]
     write_role = ADMIN
-    action_roles = {"discover": OPERATOR}
+    action_roles = {"discover": OPERATOR, "check": OPERATOR}
 
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.provider_list()
 
+    @staticmethod
+    def _own_settings_only(data: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Drop the settings of other platforms: an RHEV provider has no WinRM port, whatever was sent."""
+        others = {name for k, names in KIND_FIELDS.items() if k != kind for name in names}
+        return {field: value for field, value in data.items() if field not in others}
+
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         data = dict(serializer.validated_data)
         data.pop("clear_password", None)
-        provider = create_provider(**data)
+        provider = create_provider(**self._own_settings_only(data, data.get("kind", Provider.Kind.LIBVIRT)))
         serializer.instance = selectors.provider_list().get(pk=provider.pk)
 
     def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        changes = dict(serializer.validated_data)
+        changes = self._own_settings_only(dict(serializer.validated_data), cast(Provider, serializer.instance).kind)
         changes.pop("kind", None)  # validated equal to the current kind; the service takes no kind
         password = changes.pop("password", None)
         clear_password = changes.pop("clear_password", False)
@@ -222,6 +229,25 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
         run = request_discovery(provider=self.get_object(), trigger=DiscoveryRun.Trigger.API, user=request.user)
         run = selectors.discovery_list().get(pk=run.pk)
         return _accepted(request, s.DiscoveryRunSerializer(run).data, run, "api:discoveryrun-detail")
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: QUEUED_OPERATION,
+            409: OpenApiResponse(s.DetailSerializer, description="A check of this provider is already in progress."),
+        },
+        summary="Check the environment",
+        description="Queue an `environment_check` operation: the URL and credentials work and, for RHEV, the "
+        "manager's own high availability is disabled for each VM. The result lands in `check_ok`, "
+        "`check_message` and `checked_at` of the provider and `check_ok`/`check_message` of its VMs. Operator role.",
+    )
+    @action(detail=True, methods=["post"])
+    def check(self, request: Request, pk: str | None = None) -> Response:
+        try:
+            op = request_environment_check(provider=self.get_object(), user=request.user)
+        except DjangoValidationError as exc:
+            return _refused(exc)
+        return _operation_accepted(request, op)
 
     @extend_schema(responses={200: s.DiscoveryRunSerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"])
@@ -344,6 +370,20 @@ class VMViewSet(InventoryViewSet):
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._request(Operation.Kind.VM_RESUME)
+
+    @extend_schema(
+        request=s.MigrateSerializer,
+        responses={202: QUEUED_OPERATION, 400: OpenApiResponse(description="Field errors."), 409: REFUSED},
+        summary="Live-migrate the VM",
+        description="Queue a `vm_migrate` operation (RHEV VMs that are running). `host`: a host id of the same "
+        "provider; omit it to let the manager choose. Operator role. 409 with the reason when refused.",
+    )
+    @action(detail=True, methods=["post"])
+    def migrate(self, request: Request, pk: str | None = None) -> Response:
+        body = s.MigrateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        host = body.validated_data.get("host")
+        return self._request(Operation.Kind.VM_MIGRATE, {"host": host} if host else {})
 
     @extend_schema(responses={200: s.VMSnapshotRefSerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"], pagination_class=None)

@@ -202,3 +202,11 @@ def nav_active(context: dict[str, Any], section: str) -> str:
     match = getattr(request, "resolver_match", None)
     name = getattr(match, "url_name", "") or ""
     return "active" if name.startswith(_NAV_SECTIONS.get(section, (section,))) else ""
+
+
+@register.filter
+def pool_summary(pool: Any) -> str:
+    """A pool's platform facts in one line (RHEV storage type and master, Hyper-V file system and label)."""
+    from inventory.views.platform import pool_summary as summary
+
+    return summary(pool)

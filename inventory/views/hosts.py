@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 
 from inventory import selectors
 from inventory.filters import HostFilterSet
+from inventory.views import platform
 from inventory.views.common import paginate, provider_options, sort_queryset
 
 HOST_SORTS = {
@@ -36,6 +37,7 @@ def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     vms = selectors.vm_list().filter(host=host, removed_at__isnull=True).order_by("name", "pk")
     context = {
         "host": host,
+        "platform": platform.host_facts(host),
         "vms": vms[:HOST_VMS_SHOWN],
         "vm_total": host.vm_count,  # type: ignore[attr-defined]
         "vms_shown": HOST_VMS_SHOWN,

@@ -14,13 +14,15 @@ from django.views.decorators.http import require_POST
 from inventory import selectors
 from inventory.filters import ProviderFilterSet
 from inventory.forms import ProviderEditForm, ProviderForm
-from inventory.models import DiscoveryRun, Provider, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import DiscoveryRun, Operation, Provider, StoragePool, StorageVolume, VirtualMachine
 from inventory.roles import ADMIN, OPERATOR, role_required
 from inventory.services import discovery as discovery_service
+from inventory.services import operations as operation_service
 from inventory.services import providers as provider_service
 from inventory.views.common import render_fragment, requested_fragment, unknown_fragment
 
 DISCOVERY_HISTORY = 25
+FAILED_CHECKS_SHOWN = 20
 # The provider page's live regions: the status badge in the title, facts with inventory and hosts,
 # and the discovery history. Each polls while a discovery of the provider is queued or running.
 PROVIDER_FRAGMENTS = ("status", "overview", "discoveries")
@@ -49,13 +51,38 @@ def _overview_context(provider: Provider) -> dict[str, Any]:
         "networks": provider.networks.filter(removed_at__isnull=True).count(),
         "removed_vms": provider.vms.filter(removed_at__isnull=False).count(),
     }
+    check_vms = VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True, check_ok=False)
     return {
+        "check_operation": selectors.operation_list()
+        .filter(provider=provider, kind=Operation.Kind.ENVIRONMENT_CHECK)
+        .order_by("-created", "-pk")
+        .first(),
+        "failed_check_vms": list(check_vms.order_by("name")[:FAILED_CHECKS_SHOWN]),
+        "failed_check_count": check_vms.count(),
+        "manager": _manager_facts(provider),
         "hosts": selectors.host_list().filter(provider=provider).order_by("hostname"),
         "vm_states": [
             (value, label, vm_states[value]) for value, label in VirtualMachine.State.choices if vm_states.get(value)
         ],
         "counts": counts,
     }
+
+
+def _manager_facts(provider: Provider) -> dict[str, Any] | None:
+    """What the manager itself told (RHEV: product, data centers, clusters, templates), list-shaped."""
+    facts = provider.facts or {}
+    if not facts:
+        return None
+
+    def rows(key: str) -> list[dict[str, Any]]:
+        value = facts.get(key)
+        return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+    product = facts.get("product") if isinstance(facts.get("product"), dict) else {}
+    clusters = rows("clusters")
+    cluster_names = {c.get("id"): c.get("name") for c in clusters}
+    templates = [{**t, "cluster": cluster_names.get(t.get("cluster_id"), "")} for t in rows("templates")]
+    return {"product": product, "datacenters": rows("datacenters"), "clusters": clusters, "templates": templates}
 
 
 def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -152,3 +179,17 @@ def discovery_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if fragment:
         raise unknown_fragment(fragment)
     return render(request, "inventory/providers/discovery_detail.html", context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def provider_check(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    """Queue the environment check (credentials, and for RHEV the manager's own HA per VM)."""
+    provider = get_object_or_404(Provider, pk=pk)
+    try:
+        op = operation_service.request_environment_check(provider=provider, user=request.user)
+    except ValidationError as exc:
+        messages.info(request, "; ".join(exc.messages))
+    else:
+        messages.success(request, f"Environment check of {provider.name} queued (operation #{op.pk}).")
+    return redirect(provider)

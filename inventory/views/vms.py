@@ -17,9 +17,10 @@ from django.views.decorators.http import require_POST
 from inventory import selectors
 from inventory.filters import REMOVED_CHOICES, VMFilterSet
 from inventory.forms import BulkVMActionForm, SnapshotCreateForm, VMActionForm
-from inventory.models import Operation, Provider, VirtualMachine
+from inventory.models import Host, Operation, Provider, VirtualMachine
 from inventory.roles import OPERATOR, role_required
 from inventory.services import operations as operation_service
+from inventory.views import platform
 from inventory.views.common import (
     PAGE_SIZES,
     host_options,
@@ -53,6 +54,7 @@ ACTION_STYLE: dict[str, tuple[str, str]] = {
     Kind.VM_REBOOT: ("", "Reboot {name}?"),
     Kind.VM_SUSPEND: ("", ""),
     Kind.VM_RESUME: ("btn-green", ""),
+    Kind.VM_MIGRATE: ("", "Live-migrate {name}?"),
 }
 
 
@@ -133,9 +135,17 @@ def _live_context(vm: VirtualMachine) -> dict[str, Any]:
         and bool((latest.result or {}).get("can_force"))
         and any(a["kind"] == Kind.VM_POWER_OFF for a in actions)
     )
+    migrate_hosts: list[Host] = []
+    if any(a["kind"] == Kind.VM_MIGRATE for a in actions):
+        migrate_hosts = list(
+            Host.objects.filter(provider_id=vm.provider_id, removed_at__isnull=True)
+            .exclude(pk=vm.host_id or 0)
+            .order_by("hostname", "pk")
+        )
     return {
         "vm": vm,
         "actions": actions,
+        "migrate_hosts": migrate_hosts,
         "operations": operations,
         # One operation at a time per VM (the service refuses a second): say so instead of offering it.
         "busy": next((op for op in operations if op.is_active), None),
@@ -153,6 +163,11 @@ def vm_detail(request: HttpRequest, pk: int) -> HttpResponse:
     vm = get_object_or_404(selectors.vm_detail(), pk=pk)
     context = _live_context(vm)
     context["snapshot_form"] = SnapshotCreateForm()
+    kind = vm.provider.kind
+    context["platform"] = platform.vm_facts(vm)
+    context["disk_rows"] = [(disk, platform.disk_facts(disk, kind)) for disk in vm.disks.all()]
+    context["nic_rows"] = [(nic, platform.nic_facts(nic, kind)) for nic in vm.nics.all()]
+    context["snapshots_supported"] = operation_service.supported(vm, Kind.SNAPSHOT_CREATE)
     return render(request, "inventory/vms/detail.html", context)
 
 

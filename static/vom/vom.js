@@ -127,12 +127,44 @@
     });
   }
 
+  /* Provider form: show only the chosen platform's fieldset, and name the URI and user fields in
+   * that platform's words (the server ignores other platforms' fields whatever is posted). */
+  function setupProviderForm(form) {
+    var select = form.querySelector('select[name="kind"]');
+    function apply(kind) {
+      form.setAttribute("data-kind", kind);
+      form.querySelectorAll("[data-kind-fields]").forEach(function (set) {
+        set.hidden = set.getAttribute("data-kind-fields") !== kind;
+      });
+      form.querySelectorAll("[data-wording]").forEach(function (input) {
+        var wording;
+        try { wording = JSON.parse(input.getAttribute("data-wording"))[kind]; } catch (e) { return; }
+        if (!wording) return;
+        var label = form.querySelector('[data-label-for="' + input.name + '"]');
+        if (label) {
+          var req = label.querySelector(".req");
+          label.textContent = wording.label;
+          if (req) { label.appendChild(document.createTextNode(" ")); label.appendChild(req); }
+        }
+        var help = form.querySelector('[data-help-for="' + input.name + '"]');
+        if (help) { help.textContent = wording.help; help.hidden = !wording.help; }
+        if (wording.placeholder) input.setAttribute("placeholder", wording.placeholder);
+        else input.removeAttribute("placeholder");
+      });
+    }
+    if (select) {
+      select.addEventListener("change", function () { apply(select.value); });
+      apply(select.value);
+    }
+  }
+
   function enhance(root) {
     root.querySelectorAll("form[data-bulk]").forEach(setupBulk);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
     enhance(document);
+    document.querySelectorAll("form[data-provider-form]").forEach(setupProviderForm);
     setupConfirm();
     setupPageSize();
     startRegions();

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 
 from inventory.models import Operation, Provider, VirtualMachine
 from inventory.services.operations import VM_ACTIONS
-from inventory.services.providers import MAX_INTERVAL, MIN_INTERVAL
+from inventory.services.providers import KIND_FIELDS, MAX_INTERVAL, MIN_INTERVAL
 
 MAX_BULK_VMS = 1000
 
@@ -33,11 +33,6 @@ class ServiceErrorsMixin:
 
 
 # Each kind's own settings: which form/API fields belong to it (the others are ignored for it).
-KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    Provider.Kind.LIBVIRT: (),
-    Provider.Kind.RHEV: ("ca_certificate", "insecure", "cluster_filter"),
-    Provider.Kind.HYPERV: ("winrm_auth", "use_https", "port", "cert_validation"),
-}
 # How the URI and user fields are named for each kind (the JS applies these as the kind changes).
 KIND_WORDING: dict[str, dict[str, dict[str, str]]] = {
     "uri": {

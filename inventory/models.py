@@ -348,6 +348,7 @@ class DiscoveryRun(models.Model):
         MANUAL = "manual", "GUI"
         API = "api", "API"
         CLI = "cli", "Command line"
+        OPERATION = "operation", "After an operation"
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="discoveries")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)

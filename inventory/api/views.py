@@ -59,13 +59,12 @@ from inventory.filters import (
     VMFilterSet,
     VolumeFilterSet,
 )
-from inventory.forms import KIND_FIELDS
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
 from inventory.pagination import DeferredJoinPaginator
 from inventory.roles import ADMIN, OPERATOR
 from inventory.services.discovery import request_discovery
 from inventory.services.operations import request_bulk_vm_operation, request_environment_check, request_vm_operation
-from inventory.services.providers import create_provider, delete_provider, update_provider
+from inventory.services.providers import KIND_FIELDS, create_provider, delete_provider, update_provider
 
 REFUSED = OpenApiResponse(s.DetailSerializer, description="Refused in the VM's current state, with the reason.")
 QUEUED_OPERATION = OpenApiResponse(

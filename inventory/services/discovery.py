@@ -145,7 +145,11 @@ def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) ->
         if not _save_if_running(run, ["status", "finished", "duration_ms", "added", "changed", "removed", "counts"]):
             return run
         Provider.objects.filter(pk=run.provider_id).update(
-            status=Provider.Status.OK, stale_reason="", last_discovery_at=now, last_success_at=now
+            status=Provider.Status.OK,
+            stale_reason="",
+            last_discovery_at=now,
+            last_success_at=now,
+            **_check_summary(run.provider, now),
         )
     logger.info(
         "discovery #%s of %s: +%s ~%s -%s in %s ms",
@@ -157,6 +161,20 @@ def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) ->
         run.duration_ms,
     )
     return run
+
+
+def _check_summary(provider: Provider, now: Any) -> dict[str, Any]:
+    """RHEV: a discovery that worked proves the URL and credentials, and found each VM's HA setting;
+    the provider's check then says so, in line with its VMs' checks."""
+    if provider.kind != Provider.Kind.RHEV:
+        return {}
+    failing = provider.vms.filter(removed_at__isnull=True, check_ok=False).count()
+    message = (
+        "URL and credentials work; the manager's own HA is off for every VM"
+        if not failing
+        else f"URL and credentials work; {failing} VM(s) have the manager's own high availability enabled"
+    )
+    return {"check_ok": not failing, "check_message": message, "checked_at": now}
 
 
 def _finish_failed(run: DiscoveryRun, error: str, *, retryable: bool, clock: float) -> DiscoveryRun:

@@ -412,7 +412,7 @@ def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
 
 def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
     host_pk = op.params.get("host")
-    target = Host.objects.filter(pk=host_pk).first() if host_pk else None
+    target = Host.objects.filter(pk=host_pk, provider_id=vm.provider_id).first() if host_pk else None
     migrate = getattr(driver, "migrate", None)
     if migrate is None:
         raise OperationFailed(f"{vm.provider.get_kind_display()} VMs cannot be migrated from this console")
@@ -436,7 +436,7 @@ def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> No
     else:
         from inventory.services.discovery import request_discovery
 
-        request_discovery(provider=vm.provider, trigger="schedule")  # learn where the manager put it
+        request_discovery(provider=vm.provider, trigger="operation")  # learn where the manager put it
         run.log("a discovery is queued to learn which host the manager chose")
 
 

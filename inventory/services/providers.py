@@ -103,7 +103,13 @@ def _outside_allowed_dirs(path: str, what: str) -> str | None:
     return f"{what} are only read from {', '.join(settings.VOM_TEST_NODE_DIRS)} (VOM_TEST_NODE_DIRS)"
 
 
-PLATFORM_FIELDS = ("ca_certificate", "insecure", "cluster_filter", "winrm_auth", "use_https", "port", "cert_validation")
+# The settings that belong to each kind of provider; another kind's settings are refused.
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    Provider.Kind.LIBVIRT: (),
+    Provider.Kind.RHEV: ("ca_certificate", "insecure", "cluster_filter"),
+    Provider.Kind.HYPERV: ("winrm_auth", "use_https", "port", "cert_validation"),
+}
+PLATFORM_FIELDS = tuple(name for names in KIND_FIELDS.values() for name in names)
 EDITABLE_FIELDS = {"name", "uri", "username", "discovery_interval", "enabled", "description", *PLATFORM_FIELDS}
 
 
@@ -177,9 +183,9 @@ def create_provider(
     ``platform``: the kind's own settings — RHEV ``ca_certificate``, ``insecure``, ``cluster_filter``;
     Hyper-V ``winrm_auth``, ``use_https``, ``port``, ``cert_validation``.
     """
-    unknown = set(platform) - set(PLATFORM_FIELDS)
+    unknown = set(platform) - set(KIND_FIELDS.get(kind, ()))
     if unknown:
-        raise ValidationError({field: ["Unknown field."] for field in sorted(unknown)})
+        raise ValidationError({field: [f"Not a setting of {kind} providers."] for field in sorted(unknown)})
     provider = Provider(
         name=_clean(name),
         kind=kind,
@@ -210,6 +216,9 @@ def update_provider(
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValidationError({field: ["This field cannot be changed."] for field in sorted(unknown)})
+    foreign = set(changes) & (set(PLATFORM_FIELDS) - set(KIND_FIELDS.get(provider.kind, ())))
+    if foreign:
+        raise ValidationError({field: [f"Not a setting of {provider.kind} providers."] for field in sorted(foreign)})
     candidate = Provider.objects.get(pk=provider.pk) if provider.pk else provider
     for field, value in changes.items():
         setattr(candidate, field, _clean(value))

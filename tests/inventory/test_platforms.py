@@ -314,3 +314,19 @@ def test_hyperv_discovery_operations_and_a_broken_output(tmp_path):
     assert hv.status == Provider.Status.STALE
     assert VirtualMachine.objects.filter(provider=hv, removed_at__isnull=True).count() == 12
     forget_replay_hosts()
+
+
+def test_another_kinds_settings_are_refused(rhev):
+    with pytest.raises(ValidationError) as exc:
+        create_provider(name="k", uri="test:///default", winrm_auth="ntlm")
+    assert "Not a setting of libvirt providers" in exc.value.message_dict["winrm_auth"][0]
+    with pytest.raises(ValidationError):
+        update_provider(provider=rhev, use_https=False)
+
+
+def test_a_rhev_discovery_sums_up_the_check_on_the_provider(rhev):
+    discovery.discover_now(provider=rhev)
+    rhev.refresh_from_db()
+    failing = VirtualMachine.objects.filter(provider=rhev, check_ok=False).count()
+    assert failing and rhev.check_ok is False and f"{failing} VM(s)" in rhev.check_message
+    assert rhev.checked_at is not None

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--vms-per-host", type=int, default=20)
-    parser.add_argument("--virsh-sample-hosts", type=int, default=5)
+    parser.add_argument("--virsh-sample-hosts", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="discovery processes")
     parser.add_argument("--repeat", type=int, default=60, help="requests per page measurement")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")

@@ -4,7 +4,7 @@
 # test: also a real libvirtd with QEMU (software emulation), dnsmasq, and Chromium for the browser tests.
 set -euo pipefail
 level=${1:-run}
-pkgs=(libvirt-dev pkg-config gcc redis-server libvirt-clients libxml2-dev libcurl4-openssl-dev libssl-dev)
+pkgs=(libvirt-dev pkg-config gcc redis-server libvirt-clients libxml2-dev libcurl4-openssl-dev libssl-dev libkrb5-dev)
 if [ "$level" = test ] || [ "$level" = bench ]; then
   pkgs+=(libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base chromium postgresql openssl)
 fi

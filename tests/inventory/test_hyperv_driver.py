@@ -525,7 +525,9 @@ def closed_port() -> int:
     return port
 
 
-@pytest.mark.parametrize("auth", ["ntlm", "basic"])
+# Every authentication the provider form offers is installed (CredSSP and Kerberos are pypsrp extras):
+# each one gets as far as the network.
+@pytest.mark.parametrize("auth", ["ntlm", "basic", "credssp", "negotiate", "kerberos"])
 def test_unreachable_endpoint_is_a_retryable_error_without_the_password(auth: str) -> None:
     port = closed_port()
     transport = PsrpTransport(

@@ -126,13 +126,15 @@ HYPERV_RESOURCE_STATES: dict[str, tuple[str, int]] = {
     "resuming": (ONLINE, 60),
     "reset": (ONLINE, 60),
     "stopping": (ONLINE, 40),
+    "forceshutdown": (ONLINE, 40),  # being turned off, still running
+    "forcereboot": (ONLINE, 60),
     "paused": (ONLINE, 20),
+    "pausing": (ONLINE, 20),  # on its way to paused, which is ONLINE (20)
     "off": (OFFLINE, 0),
     "saved": (INTENTIONAL_OFFLINE, 0),
     "fastsaved": (INTENTIONAL_OFFLINE, 0),
     "saving": (INTENTIONAL_OFFLINE, 0),
     "fastsaving": (INTENTIONAL_OFFLINE, 0),
-    "pausing": (INTENTIONAL_OFFLINE, 0),
 }
 
 

@@ -37,6 +37,7 @@ from rest_framework import status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import TemplateHTMLRenderer
@@ -192,10 +193,12 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.provider_list()
 
-    @staticmethod
-    def _own_settings_only(data: dict[str, Any], kind: str) -> dict[str, Any]:
-        """Drop the settings of other platforms: an RHEV provider has no WinRM port, whatever was sent."""
+    def _own_settings_only(self, data: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Another platform's settings are refused when sent (400), and dropped when only defaulted."""
         others = {name for k, names in KIND_FIELDS.items() if k != kind for name in names}
+        sent = sorted(others & set(getattr(self.request, "data", {}) or {}))
+        if sent:
+            raise ValidationError({field: [f"Not a setting of {kind} providers."] for field in sent})
         return {field: value for field, value in data.items() if field not in others}
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:

@@ -276,8 +276,9 @@ def _execute_environment_check(op: Operation, run: _Run) -> Operation:
     run.progress(10, f"checking {op.provider.name}")
     try:
         ok, message = check_environment(op.provider, run)
-    except SecretError as exc:
-        return _finish(op, ok=False, error=str(exc))
+    except Exception as exc:
+        logger.exception("environment check #%s failed unexpectedly", op.pk)
+        return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
     if not ok:
         return _finish(op, ok=False, error=message or "the environment check found problems")
     run.log("done")
@@ -414,30 +415,37 @@ def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> No
     host_pk = op.params.get("host")
     target = Host.objects.filter(pk=host_pk, provider_id=vm.provider_id).first() if host_pk else None
     migrate = getattr(driver, "migrate", None)
-    if migrate is None:
+    vm_host = getattr(driver, "vm_host", None)
+    if migrate is None or vm_host is None:
         raise OperationFailed(f"{vm.provider.get_kind_display()} VMs cannot be migrated from this console")
     where = f"to {target.hostname}" if target else "to a host the manager chooses"
+    source = vm_host(vm.uuid)
     run.progress(10, f"live-migrating {where}")
     migrate(vm.uuid, target.uid if target else None)
-    run.log(f"migration {where} requested")
-    if not _wait_for(
-        driver,
-        vm,
-        run,
-        frozenset({S.RUNNING}),
-        timeout=settings.VOM_MIGRATE_TIMEOUT,
-        start_pct=20,
-        label="waiting for the migration to finish",
-    ):
-        raise OperationFailed(f"VM {vm.name!r} did not finish migrating within {settings.VOM_MIGRATE_TIMEOUT} s")
-    if target is not None:
-        VirtualMachine.objects.filter(pk=vm.pk).update(host=target)
-        run.log(f"VM runs on {target.hostname}")
-    else:
-        from inventory.services.discovery import request_discovery
-
-        request_discovery(provider=vm.provider, trigger="operation")  # learn where the manager put it
-        run.log("a discovery is queued to learn which host the manager chose")
+    run.log(f"migration {where} requested (from host {source or 'unknown'})")
+    # Done when the VM runs again on another host; a VM still up on the source host has not moved.
+    deadline = time.monotonic() + settings.VOM_MIGRATE_TIMEOUT
+    began = time.monotonic()
+    while True:
+        state = _record_state(driver, vm)
+        now_on = vm_host(vm.uuid)
+        if state == S.RUNNING and now_on and now_on != source:
+            break
+        if time.monotonic() >= deadline:
+            raise OperationFailed(
+                f"VM {vm.name!r} did not move within {settings.VOM_MIGRATE_TIMEOUT} s: it is {vm.state} on its"
+                " original host (see the manager's events for why)"
+            )
+        elapsed = time.monotonic() - began
+        run.progress(20 + int(75 * elapsed / settings.VOM_MIGRATE_TIMEOUT), f"migrating ({int(elapsed)} s)")
+        time.sleep(POLL_SECONDS)
+    arrived = Host.objects.filter(provider_id=vm.provider_id, uid=now_on).first()
+    if target is not None and (arrived is None or arrived.pk != target.pk):
+        raise OperationFailed(
+            f"VM {vm.name!r} moved, but to {arrived.hostname if arrived else now_on}, not {target.hostname}"
+        )
+    VirtualMachine.objects.filter(pk=vm.pk).update(host=arrived)
+    run.log(f"VM runs on {arrived.hostname if arrived else now_on}")
 
 
 _EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]] = {
@@ -456,6 +464,10 @@ _EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]]
 
 def request_environment_check(*, provider: Provider, user: Any | None) -> Operation:
     """Queue the environment check of a provider (the reference product's ``havirtverify``)."""
+    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    Operation.objects.filter(provider=provider, kind=Kind.ENVIRONMENT_CHECK).filter(
+        Q(status=Operation.Status.RUNNING, started__lt=limit) | Q(status=Operation.Status.PENDING, created__lt=limit)
+    ).update(status=Operation.Status.FAILED, finished=timezone.now(), error="abandoned: the worker stopped")
     if Operation.objects.filter(
         provider=provider, kind=Kind.ENVIRONMENT_CHECK, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]
     ).exists():
@@ -477,22 +489,26 @@ def check_environment(provider: Provider, run: _Run | None = None) -> tuple[bool
 
     RHEV: the URL and credentials work, and the manager's own HA is disabled for each VM (else the
     manager and this console would both restart it). Other platforms: the host answers.
+    Only rows whose verdict changed are written.
     """
     vms = list(VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True))
-    driver = provider_driver(provider)
+    per_vm: dict[str, Any] = {}
     try:
-        verify = getattr(driver, "verify", None)
-        if verify is not None:
-            result = verify([vm.uuid for vm in vms])
-            ok, message = bool(result["ok"]), str(result.get("reason") or "")
-            per_vm = result.get("vms", {})
-        else:
-            driver.vm_state(vms[0].uuid) if vms else driver.discover()
-            ok, message, per_vm = True, "", {}
-    except DriverError as exc:
-        ok, message, per_vm = False, str(exc), {vm.uuid: {"ok": False, "reason": str(exc)} for vm in vms}
-    finally:
-        driver.close()
+        driver = provider_driver(provider)
+        try:
+            verify = getattr(driver, "verify", None)
+            if verify is not None:
+                result = verify([vm.uuid for vm in vms])
+                ok, message = bool(result["ok"]), str(result.get("reason") or "")
+                per_vm = result.get("vms", {})
+            else:
+                driver.vm_state(vms[0].uuid) if vms else driver.discover()
+                ok, message = True, ""
+        finally:
+            driver.close()
+    except (DriverError, SecretError) as exc:
+        ok, message = False, str(exc)
+        per_vm = {vm.uuid: {"ok": False, "reason": message} for vm in vms}
     now = timezone.now()
     with transaction.atomic():
         Provider.objects.filter(pk=provider.pk).update(
@@ -500,9 +516,9 @@ def check_environment(provider: Provider, run: _Run | None = None) -> tuple[bool
         )
         for vm in vms:
             verdict = per_vm.get(vm.uuid, {"ok": ok, "reason": "" if ok else message})
-            VirtualMachine.objects.filter(pk=vm.pk).update(
-                check_ok=bool(verdict.get("ok")), check_message=str(verdict.get("reason") or "")
-            )
+            check_ok, check_message = bool(verdict.get("ok")), str(verdict.get("reason") or "")
+            if (vm.check_ok, vm.check_message) != (check_ok, check_message):
+                VirtualMachine.objects.filter(pk=vm.pk).update(check_ok=check_ok, check_message=check_message)
     if run is not None:
         failing = sum(1 for v in per_vm.values() if not v.get("ok"))
         run.log(f"{provider.name}: {'ok' if ok else 'problems found'}; {failing} of {len(vms)} VMs fail the check")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from django.db import IntegrityError, transaction
 
 from inventory import secrets
 from inventory.drivers import driver_for
-from inventory.drivers.base import Credentials, Driver
+from inventory.drivers.base import Credentials, Driver, DriverError
 from inventory.models import Provider
 
 MIN_INTERVAL = 30
@@ -138,8 +139,11 @@ def _validate(provider: Provider, *, exclude_pk: int | None, password_given: boo
             errors["password"] = ["The manager needs a password."]
         if provider.ca_certificate and not _is_pem_certificate(provider.ca_certificate):
             errors["ca_certificate"] = ["Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …)."]
-        if len(provider.cluster_filter) > 255 or any(ord(c) < 32 for c in provider.cluster_filter):
-            errors["cluster_filter"] = ["A cluster name: at most 255 characters, no control characters."]
+        if len(provider.cluster_filter) > 255 or any(ord(c) < 32 or c in '"\\' for c in provider.cluster_filter):
+            # It becomes part of the manager's search query: no quotes or backslashes to break out of it.
+            errors["cluster_filter"] = [
+                "A cluster name: at most 255 characters, no quotes, backslashes or control characters."
+            ]
     if provider.kind == Provider.Kind.HYPERV:
         if provider.winrm_auth not in Provider.WinRMAuth.values:
             errors["winrm_auth"] = [f"One of {', '.join(Provider.WinRMAuth.values)}."]
@@ -154,8 +158,12 @@ def _validate(provider: Provider, *, exclude_pk: int | None, password_given: boo
 
 
 def _is_pem_certificate(text: str) -> bool:
+    """Certificates only: a private key pasted along with them would be stored and shown to viewers."""
     from cryptography import x509
 
+    labels = re.findall(r"-----BEGIN ([A-Z0-9 ]+)-----", text)
+    if not labels or any(label != "CERTIFICATE" for label in labels):
+        return False
     try:
         return bool(x509.load_pem_x509_certificates(text.encode()))
     except ValueError:
@@ -271,15 +279,25 @@ def provider_options(provider: Provider) -> dict[str, Any]:
 def _ca_file(provider: Provider) -> str:
     """The provider's CA certificate as a file (the SDK takes a path), rewritten when it changes."""
     directory = Path(settings.VAR_DIR) / "ca"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"provider-{provider.pk}.pem"
     if not path.exists() or path.read_text() != provider.ca_certificate:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(provider.ca_certificate)
-        tmp.replace(path)
+        # A unique temporary name: two workers may write the same provider's file at once.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(provider.ca_certificate)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
     return str(path)
 
 
 def provider_driver(provider: Provider) -> Driver:
-    """The platform driver for ``provider`` (raises DriverError or SecretError)."""
+    """The platform driver for ``provider`` (raises DriverError or SecretError).
+
+    The URI is checked again here, at use: a simulated host's file must still lie in an allowed
+    directory (a symlink swapped in after the provider was saved, a narrowed VOM_TEST_NODE_DIRS).
+    """
+    problem = validate_uri(provider.kind, provider.uri)
+    if problem:
+        raise DriverError(f"{provider.name}: {problem}")
     return driver_for(provider.kind, provider.uri, provider_credentials(provider), provider_options(provider))

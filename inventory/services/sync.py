@@ -279,11 +279,9 @@ def _vm_check(provider: Provider, v: VMInfo) -> dict[str, Any]:
     if provider.kind != Provider.Kind.RHEV:
         return {}
     if v.extra.get("ha_enabled"):
-        return {
-            "check_ok": False,
-            "check_message": "the manager's own high availability is enabled for this VM: disable it in RHEV-M"
-            " so that only this console restarts it",
-        }
+        from inventory.drivers.rhev import HA_ENABLED_REASON
+
+        return {"check_ok": False, "check_message": HA_ENABLED_REASON}
     return {"check_ok": True, "check_message": ""}
 
 

@@ -30,7 +30,6 @@ def test_create_rhev_provider_with_its_settings(admin_api):
         password=SECRET,
         ca_certificate=pem,
         cluster_filter="prod-cl",
-        port=5985,  # a Hyper-V setting: ignored for RHEV
     )
     assert response.status_code == 201, response.json()
     data = response.json()
@@ -38,6 +37,20 @@ def test_create_rhev_provider_with_its_settings(admin_api):
     assert data["cluster_filter"] == "prod-cl" and data["insecure"] is False and data["port"] is None
     assert data["facts"] == {} and data["check_ok"] is None and data["checked_at"] is None
     assert "password" not in data and SECRET not in response.content.decode()
+
+
+def test_another_platforms_setting_is_refused_not_dropped(admin_api):
+    response = _create(
+        admin_api,
+        name="rhevm",
+        kind="rhev",
+        uri="https://rhevm.example/ovirt-engine/api",
+        username="admin@internal",
+        password=SECRET,
+        port=5985,
+    )
+    assert response.status_code == 400 and "Not a setting of rhev providers" in response.json()["port"][0]
+    assert not Provider.objects.exists()
 
 
 @pytest.mark.parametrize(

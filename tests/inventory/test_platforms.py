@@ -330,3 +330,89 @@ def test_a_rhev_discovery_sums_up_the_check_on_the_provider(rhev):
     failing = VirtualMachine.objects.filter(provider=rhev, check_ok=False).count()
     assert failing and rhev.check_ok is False and f"{failing} VM(s)" in rhev.check_message
     assert rhev.checked_at is not None
+
+
+def test_a_check_that_cannot_reach_its_host_fails_and_does_not_block_the_next(tmp_path):
+    from bench.platforms import hyperv_document
+    from inventory.drivers.hyperv_replay import forget_replay_hosts
+
+    path = tmp_path / "hv08.json"
+    path.write_text(json.dumps(hyperv_document(8, 3)))
+    hv = create_provider(name="hv08", kind="hyperv", uri=f"captured://{path}")
+    discovery.discover_now(provider=hv)
+    path.unlink()
+    forget_replay_hosts()
+    op = operations.execute_operation(operations.request_environment_check(provider=hv, user=None).pk)
+    assert op.status == Operation.Status.FAILED and op.error
+    hv.refresh_from_db()
+    assert hv.check_ok is False
+    second = operations.request_environment_check(provider=hv, user=None)  # not "already in progress"
+    assert second.pk != op.pk
+
+
+def test_a_migration_the_manager_accepted_but_did_not_carry_out_fails(rhev, monkeypatch, settings):
+    from inventory.drivers.rhev import RhevDriver
+
+    discovery.discover_now(provider=rhev)
+    vm = VirtualMachine.objects.filter(provider=rhev, raw_state="up").first()
+    monkeypatch.setattr(RhevDriver, "migrate", lambda self, vm_id, host_id=None: None)  # accepted, nothing moves
+    settings.VOM_MIGRATE_TIMEOUT = 2
+    host_before = vm.host_id
+    op = _run(vm, Operation.Kind.VM_MIGRATE)
+    assert op.status == Operation.Status.FAILED and "did not move" in op.error
+    vm.refresh_from_db()
+    assert vm.host_id == host_before
+
+
+@pytest.mark.parametrize("path", ["/ovirt-engine", "/ovirt-engine/", "/ovirt-engine/api", ""])
+def test_every_manager_url_the_form_accepts_discovers(manager, path):
+    base = manager.removesuffix("/ovirt-engine/api")
+    p = create_provider(name="m", kind="rhev", uri=base + path, username="admin@internal", password="secret")
+    assert discovery.discover_now(provider=p).status == DiscoveryRun.Status.SUCCEEDED
+
+
+def test_a_private_key_is_not_a_ca_certificate():
+    from tests.inventory.platform_data import self_signed_pem
+
+    key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(ValidationError) as exc:
+        create_provider(
+            name="m",
+            kind="rhev",
+            uri="https://rhevm.example.com",
+            username="admin@internal",
+            password="pw",
+            ca_certificate=self_signed_pem() + key,
+        )
+    assert "PEM" in exc.value.message_dict["ca_certificate"][0]
+    with pytest.raises(ValidationError) as exc:
+        create_provider(
+            name="m",
+            kind="rhev",
+            uri="https://rhevm.example.com",
+            username="admin@internal",
+            password="pw",
+            cluster_filter='a" or name=*',
+        )
+    assert "quotes" in exc.value.message_dict["cluster_filter"][0]
+
+
+def test_a_check_then_a_discovery_writes_nothing(rhev):
+    discovery.discover_now(provider=rhev)
+    operations.execute_operation(operations.request_environment_check(provider=rhev, user=None).pk)
+    run = discovery.discover_now(provider=rhev)
+    assert (run.added, run.changed, run.removed) == (0, 0, 0)
+
+
+def test_a_file_moved_out_of_the_allowed_dirs_is_not_read_later(tmp_path, settings):
+    from bench.platforms import hyperv_document
+
+    allowed = tmp_path / "ok"
+    allowed.mkdir()
+    path = allowed / "hv09.json"
+    path.write_text(json.dumps(hyperv_document(9, 2)))
+    settings.VOM_TEST_NODE_DIRS = [str(allowed)]
+    hv = create_provider(name="hv09", kind="hyperv", uri=f"captured://{path}")
+    settings.VOM_TEST_NODE_DIRS = [str(tmp_path / "elsewhere")]
+    run = discovery.discover_now(provider=hv)
+    assert run.status == DiscoveryRun.Status.FAILED and "only read from" in run.error

@@ -311,7 +311,7 @@ def test_verify_reports_manager_and_ha(sim, driver):
     missing = driver.verify(["00000000-0000-0000-0000-00000000dead"])
     assert (
         missing["ok"] is False
-        and "Entity not found" in missing["vms"]["00000000-0000-0000-0000-00000000dead"]["reason"]
+        and "not known to the manager" in missing["vms"]["00000000-0000-0000-0000-00000000dead"]["reason"]
     )
 
 

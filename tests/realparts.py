@@ -90,6 +90,7 @@ def celery_worker_process(
         "VOM_VAR_DIR": str(tmp_path_factory.mktemp("worker-var")),
         "VOM_SHUTDOWN_TIMEOUT": "5",
         "SECRET_KEY": settings.SECRET_KEY,  # the same key decrypts provider credentials
+        "VOM_TEST_NODE_DIRS": ",".join(settings.VOM_TEST_NODE_DIRS),  # tests write simulated hosts to /tmp
     }
     env.pop("VOM_CELERY_EAGER", None)
     with open(log, "wb") as out:

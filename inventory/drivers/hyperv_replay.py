@@ -422,35 +422,25 @@ class ReplayTransport:
         self._set_state(host, vm, "Off")
         return None
 
-    def _save(self, host: _Host, vm: dict[str, Any], params: dict[str, object], _c: object) -> str | None:
+    def _transition(self, host: _Host, vm: dict[str, Any], *, allowed: tuple[str, ...], target: str) -> str | None:
+        """Move ``vm`` to ``target`` from one of ``allowed``; already there is only a warning, as in Hyper-V."""
         state = _state(vm)
-        if state == "Saved":
+        if state == target:
             self._warn(vm)
             return None
-        if state not in ("Running", "Paused"):
+        if state not in allowed:
             return _FAILED_STATE.format(name=_str(_get(vm, "Name")))
-        self._set_state(host, vm, "Saved")
+        self._set_state(host, vm, target)
         return None
+
+    def _save(self, host: _Host, vm: dict[str, Any], params: dict[str, object], _c: object) -> str | None:
+        return self._transition(host, vm, allowed=("Running", "Paused"), target="Saved")
 
     def _suspend(self, host: _Host, vm: dict[str, Any], params: dict[str, object], _c: object) -> str | None:
-        state = _state(vm)
-        if state == "Paused":
-            self._warn(vm)
-            return None
-        if state != "Running":
-            return _FAILED_STATE.format(name=_str(_get(vm, "Name")))
-        self._set_state(host, vm, "Paused")
-        return None
+        return self._transition(host, vm, allowed=("Running",), target="Paused")
 
     def _resume(self, host: _Host, vm: dict[str, Any], params: dict[str, object], _c: object) -> str | None:
-        state = _state(vm)
-        if state == "Running":
-            self._warn(vm)
-            return None
-        if state != "Paused":
-            return _FAILED_STATE.format(name=_str(_get(vm, "Name")))
-        self._set_state(host, vm, "Running")
-        return None
+        return self._transition(host, vm, allowed=("Paused",), target="Running")
 
     def _restart(self, host: _Host, vm: dict[str, Any], params: dict[str, object], _c: object) -> str | None:
         if _state(vm) not in ("Running", "Paused"):

@@ -255,6 +255,26 @@ class VolumeRefSerializer(serializers.ModelSerializer[StorageVolume]):
         read_only_fields = fields
 
 
+# A disk's own facts, the same in the VM detail and in the disk list.
+DISK_FIELDS = [
+    "target",
+    "bus",
+    "device",
+    "source_type",
+    "source",
+    "source_pool",
+    "source_volume",
+    "driver_format",
+    "cache",
+    "serial",
+    "wwn",
+    "read_only",
+    "shareable",
+    "backing_chain",
+    "persistent",
+]
+
+
 class VMDiskSerializer(serializers.ModelSerializer[VirtualDisk]):
     """A disk as the guest sees it, with its host-side source and the pool volume behind it, if any."""
 
@@ -264,21 +284,7 @@ class VMDiskSerializer(serializers.ModelSerializer[VirtualDisk]):
         model = VirtualDisk
         fields = [
             "id",
-            "target",
-            "bus",
-            "device",
-            "source_type",
-            "source",
-            "source_pool",
-            "source_volume",
-            "driver_format",
-            "cache",
-            "serial",
-            "wwn",
-            "read_only",
-            "shareable",
-            "backing_chain",
-            "persistent",
+            *DISK_FIELDS,
             "volume",
             "details",
         ]
@@ -352,21 +358,7 @@ class DiskSerializer(serializers.ModelSerializer[VirtualDisk]):
             "vm_name",
             "provider",
             "provider_name",
-            "target",
-            "bus",
-            "device",
-            "source_type",
-            "source",
-            "source_pool",
-            "source_volume",
-            "driver_format",
-            "cache",
-            "serial",
-            "wwn",
-            "read_only",
-            "shareable",
-            "backing_chain",
-            "persistent",
+            *DISK_FIELDS,
             "volume",
             "volume_name",
             "pool",

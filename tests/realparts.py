@@ -122,6 +122,7 @@ def celery_worker_process(
     _reset_broker_connections(app)
     try:
         wait_until(lambda: app.control.ping(timeout=0.5), 60, interval=0.5, what="the celery worker")
+        proc.log_path = log  # type: ignore[attr-defined] - tests read what the worker did
         yield proc
     finally:
         app.conf.update(task_always_eager=True)

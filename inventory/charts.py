@@ -38,6 +38,7 @@ class Datum:
     value: int
     color: str = ""
     href: str = ""
+    display: str = ""  # the value as shown (e.g. "1.2 GiB"); the number itself when empty
 
 
 def _fmt(number: float) -> str:
@@ -149,10 +150,16 @@ def donut(data: Sequence[Datum], *, title: str, size: int = 160, thickness: int 
     return _serialize(svg)
 
 
-def hbar(data: Sequence[Datum], *, title: str, width: int = 380, bar_height: int = 18) -> SafeString:
+def hbar(
+    data: Sequence[Datum],
+    *,
+    title: str,
+    width: int = 380,
+    bar_height: int = 18,
+    label_width: int = 130,
+    value_width: int = 52,
+) -> SafeString:
     """Horizontal bars of ``data``, longest scaled to the available width, value at the end of each."""
-    label_width = 130
-    value_width = 52
     gap = 8
     height = max(40, len(data) * (bar_height + gap) + gap)
     svg = _svg(width, height, title, "chart-hbar")
@@ -168,7 +175,7 @@ def hbar(data: Sequence[Datum], *, title: str, width: int = 380, bar_height: int
             "text",
             {"x": str(label_width - 8), "y": _fmt(y + bar_height * 0.72), "text-anchor": "end", "class": "chart-label"},
         )
-        label.text = _truncate(datum.label, 18)
+        label.text = _truncate(datum.label, max(8, label_width // 7))
         ET.SubElement(label, "title").text = datum.label
         ET.SubElement(
             item,
@@ -194,12 +201,13 @@ def hbar(data: Sequence[Datum], *, title: str, width: int = 380, bar_height: int
                 "fill": _color(datum, index),
             },
         )
-        ET.SubElement(bar, "title").text = f"{datum.label}: {datum.value}"
+        shown = datum.display or str(datum.value)
+        ET.SubElement(bar, "title").text = f"{datum.label}: {shown}"
         ET.SubElement(
             item,
             "text",
             {"x": str(label_width + track + 6), "y": _fmt(y + bar_height * 0.72), "class": "chart-value"},
-        ).text = str(datum.value)
+        ).text = shown
     return _serialize(svg)
 
 

@@ -408,6 +408,10 @@ class Operation(models.Model):
         SNAPSHOT_DELETE = "snapshot_delete", "Delete snapshot"
         VM_MIGRATE = "vm_migrate", "Migrate"
         ENVIRONMENT_CHECK = "environment_check", "Check environment"
+        PROVISION_VMS = "provision_vms", "Provision VMs"
+        DISK_ADD = "disk_add", "Add disk"
+        DISK_RESIZE = "disk_resize", "Resize disk"
+        VOLUME_CLONE = "volume_clone", "Clone volume"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("inventory.api.urls")),
+    path("api/", include("vom.api_urls")),
+    path("provisioning/", include("provisioning.urls")),
     path("", include("inventory.urls")),
 ]

@@ -190,11 +190,15 @@ def request_vm_operation(
 
 
 def _enqueue(op_id: int) -> None:
-    """Send the task; if the broker cannot take it, the operation fails at once instead of waiting forever."""
     from inventory.tasks import run_operation
 
+    enqueue_operation(op_id, run_operation.delay)
+
+
+def enqueue_operation(op_id: int, send: Callable[[int], object]) -> None:
+    """Send the task; if the broker cannot take it, the operation fails at once instead of waiting forever."""
     try:
-        run_operation.delay(op_id)
+        send(op_id)
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types; all mean "not queued"
         logger.error("could not queue operation #%s: %s", op_id, exc)
         Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
@@ -219,7 +223,7 @@ def request_bulk_vm_operation(
     return queued, refused
 
 
-class _Run:
+class OperationRun:
     """Progress and log writes of one operation being executed."""
 
     def __init__(self, op: Operation) -> None:
@@ -234,21 +238,28 @@ class _Run:
         Operation.objects.filter(pk=self.op.pk).update(progress=self.op.progress, message=self.op.message)
 
 
-def execute_operation(op_id: int) -> Operation:
-    """Claim and execute one operation. A second call for the same operation does nothing."""
+def claim_operation(op_id: int) -> tuple[Operation, bool]:
+    """Mark a pending operation running; ``False`` when another delivery of its task claimed it first."""
     claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
         status=Operation.Status.RUNNING, started=timezone.now(), message="starting"
     )
     op = Operation.objects.select_related("vm", "vm__provider", "provider").get(pk=op_id)
     if not claimed:
         logger.info("operation #%s already %s; not running it again", op_id, op.status)
+    return op, bool(claimed)
+
+
+def execute_operation(op_id: int) -> Operation:
+    """Claim and execute one operation. A second call for the same operation does nothing."""
+    op, claimed = claim_operation(op_id)
+    if not claimed:
         return op
-    run = _Run(op)
+    run = OperationRun(op)
     if op.kind == Kind.ENVIRONMENT_CHECK:
         return _execute_environment_check(op, run)
     vm = op.vm
     if vm is None:
-        return _finish(op, ok=False, error="the VM was deleted from the inventory before the operation ran")
+        return finish_operation(op, ok=False, error="the VM was deleted from the inventory before the operation ran")
     run.log(f"{op.get_kind_display()} of VM {vm.name} ({vm.uuid}) on {vm.provider.name}")
     try:
         driver = provider_driver(vm.provider)
@@ -258,31 +269,31 @@ def execute_operation(op_id: int) -> Operation:
             driver.close()
     except OperationFailed as exc:
         run.log(exc.message, level="error")
-        return _finish(op, ok=False, error=exc.message, result=exc.result)
+        return finish_operation(op, ok=False, error=exc.message, result=exc.result)
     except (DriverError, SecretError) as exc:
         run.log(str(exc), level="error")
-        return _finish(op, ok=False, error=str(exc))
+        return finish_operation(op, ok=False, error=str(exc))
     except Exception as exc:
         logger.exception("operation #%s failed unexpectedly", op_id)
         run.log(f"internal error: {type(exc).__name__}", level="error")
-        return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+        return finish_operation(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
     run.log("done")
-    return _finish(op, ok=True)
+    return finish_operation(op, ok=True)
 
 
-def _execute_environment_check(op: Operation, run: _Run) -> Operation:
+def _execute_environment_check(op: Operation, run: OperationRun) -> Operation:
     if op.provider is None:
-        return _finish(op, ok=False, error="the provider was deleted before the check ran")
+        return finish_operation(op, ok=False, error="the provider was deleted before the check ran")
     run.progress(10, f"checking {op.provider.name}")
     try:
         ok, message = check_environment(op.provider, run)
     except Exception as exc:
         logger.exception("environment check #%s failed unexpectedly", op.pk)
-        return _finish(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+        return finish_operation(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
     if not ok:
-        return _finish(op, ok=False, error=message or "the environment check found problems")
+        return finish_operation(op, ok=False, error=message or "the environment check found problems")
     run.log("done")
-    return _finish(op, ok=True)
+    return finish_operation(op, ok=True)
 
 
 class OperationFailed(Exception):
@@ -292,7 +303,7 @@ class OperationFailed(Exception):
         self.result = result or {}
 
 
-def _finish(op: Operation, *, ok: bool, error: str = "", result: dict[str, Any] | None = None) -> Operation:
+def finish_operation(op: Operation, *, ok: bool, error: str = "", result: dict[str, Any] | None = None) -> Operation:
     op.status = Operation.Status.SUCCEEDED if ok else Operation.Status.FAILED
     op.finished = timezone.now()
     op.progress = 100 if ok else op.progress
@@ -315,7 +326,7 @@ def _record_state(driver: Driver, vm: VirtualMachine) -> str:
 
 
 def _wait_for(
-    driver: Driver, vm: VirtualMachine, run: _Run, wanted: frozenset[str], *, timeout: float, start_pct: int, label: str
+    driver: Driver, vm: VirtualMachine, run: OperationRun, wanted: frozenset[str], *, timeout: float, start_pct: int, label: str
 ) -> bool:
     """Poll the VM's state until it is one of ``wanted`` or ``timeout`` passes; progress as time goes."""
     deadline = time.monotonic() + timeout
@@ -333,8 +344,8 @@ def _wait_for(
 
 def _power(
     method: Callable[[Driver, str], None], verb: str
-) -> Callable[[Driver, VirtualMachine, Operation, _Run], None]:
-    def execute(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+) -> Callable[[Driver, VirtualMachine, Operation, OperationRun], None]:
+    def execute(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
         run.progress(10, f"{verb}")
         method(driver, vm.uuid)
         run.log(f"{verb}: request accepted by the hypervisor")
@@ -350,7 +361,7 @@ def _power(
     return execute
 
 
-def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
     timeout = int(op.params.get("timeout") or settings.VOM_SHUTDOWN_TIMEOUT)
     run.progress(5, "asking the guest to shut down")
     driver.shutdown(vm.uuid)
@@ -372,14 +383,14 @@ def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
     run.log("VM is stopped")
 
 
-def _reboot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+def _reboot(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
     run.progress(20, "rebooting")
     driver.reboot(vm.uuid)
     run.log("reboot requested")
     _record_state(driver, vm)
 
 
-def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
     name = str(op.params["snapshot"])
     now = timezone.now()
     if op.kind == Kind.SNAPSHOT_CREATE:
@@ -411,7 +422,7 @@ def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> N
     _record_state(driver, vm)
 
 
-def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> None:
+def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
     host_pk = op.params.get("host")
     target = Host.objects.filter(pk=host_pk, provider_id=vm.provider_id).first() if host_pk else None
     migrate = getattr(driver, "migrate", None)
@@ -448,7 +459,7 @@ def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: _Run) -> No
     run.log(f"VM runs on {arrived.hostname if arrived else now_on}")
 
 
-_EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, _Run], None]] = {
+_EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, OperationRun], None]] = {
     Kind.VM_START: _power(lambda d, u: d.start(u), "starting"),
     Kind.VM_POWER_OFF: _power(lambda d, u: d.power_off(u), "powering off"),
     Kind.VM_SUSPEND: _power(lambda d, u: d.suspend(u), "suspending"),
@@ -484,7 +495,7 @@ def request_environment_check(*, provider: Provider, user: Any | None) -> Operat
     return op
 
 
-def check_environment(provider: Provider, run: _Run | None = None) -> tuple[bool, str]:
+def check_environment(provider: Provider, run: OperationRun | None = None) -> tuple[bool, str]:
     """Check that the console can manage ``provider``'s VMs and record the result on it and its VMs.
 
     RHEV: the URL and credentials work, and the manager's own HA is disabled for each VM (else the

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inventory import selectors
-from inventory.api.urls import router
+from vom.api_urls import router
 from inventory.filters import VMFilterSet
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine
 from tests.factories import make_inventory, make_provider, make_user

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
@@ -19,18 +20,31 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+import libvirt_qemu
 import pytest
 
 from inventory.drivers.base import DriverError
 from inventory.drivers.libvirt import LibvirtDriver
 from inventory.drivers.libvirt_storage import (
     VIRTIO_BLK_MAX_DISKS,
+    AttachResult,
+    DiskUser,
+    attach_disk,
     clone_volume,
     create_overlay_volume,
+    create_volume,
     define_vm_from_template,
     delete_volume,
+    detach_disk,
+    domain_definition,
+    domain_is_active,
+    domains_using,
     free_target,
     random_mac,
+    refresh_pool,
+    resize_disk,
+    resize_volume,
+    volume_by_path,
 )
 from inventory.testnode import (
     DiskSpec,
@@ -332,6 +346,476 @@ def test_free_target_refusals() -> None:
         free_target(["hda", "hdb", "hdc", "hdd"], "ide")
 
 
+# --- data disks on the test driver ------------------------------------------------------------------
+#
+# What libvirt 9.0's test driver does here (checked by experiment): defineXML of a running domain
+# changes only its definition, and the live domain takes it at the next start; attachDeviceFlags and
+# detachDeviceFlags (any flags), blockResize and virStorageVolResize raise VIR_ERR_NO_SUPPORT
+# ("this function is not supported by the connection driver"); pool refresh and blockInfo work.
+
+DISK_POOL = "/var/lib/vom-data"
+APP = stable_uuid("disk-test", "app-01")  # running
+DB = stable_uuid("disk-test", "db-01")  # shut off, a shareable raw disk
+WEB = stable_uuid("disk-test", "web-01")  # running, a disk without shareable
+FULL = stable_uuid("disk-test", "full-01")  # shut off, as many virtio disks as virtio-blk allows
+SCSI = stable_uuid("disk-test", "scsi-01")  # running, a SCSI disk on a virtio-scsi controller
+TRANSIENT = stable_uuid("disk-test", "tmp-01")  # running, no definition
+SHARED = f"{DISK_POOL}/shared.raw"
+USED = f"{DISK_POOL}/web-data.qcow2"
+SPARE = f"{DISK_POOL}/spare.qcow2"
+
+
+def _vm(name: str, vm_uuid: str, *disks: DiskSpec, state: RunState = RunState.RUNNING, **kw: Any) -> DomainSpec:
+    return DomainSpec(name=name, uuid=vm_uuid, memory_kib=512 * 1024, vcpus=1, state=state, disks=list(disks), **kw)
+
+
+@pytest.fixture
+def disks(tmp_path: Path) -> Iterator[LibvirtDriver]:
+    full_disks = [DiskSpec(target=free_target([], "virtio"), source=f"{DISK_POOL}/full-0.qcow2")]
+    while len(full_disks) < VIRTIO_BLK_MAX_DISKS:
+        target = free_target([d.target for d in full_disks], "virtio")
+        full_disks.append(DiskSpec(target=target, source=f"{DISK_POOL}/full-{len(full_disks)}.qcow2"))
+    spec = NodeSpec(
+        hostname="kvm-disks",
+        host_uuid=stable_uuid("disk-test", "host"),
+        pools=[
+            PoolSpec(
+                name="data",
+                uuid=stable_uuid("disk-test", "pool"),
+                target_path=DISK_POOL,
+                volumes=[
+                    VolumeSpec(name="app-boot.qcow2", capacity_bytes=4 * GiB, allocation_bytes=GiB, format="qcow2"),
+                    VolumeSpec(name="db-boot.qcow2", capacity_bytes=4 * GiB, allocation_bytes=GiB, format="qcow2"),
+                    VolumeSpec(name="shared.raw", capacity_bytes=2 * GiB, format="raw"),
+                    VolumeSpec(name="web-data.qcow2", capacity_bytes=GiB, allocation_bytes=MiB, format="qcow2"),
+                    VolumeSpec(name="spare.qcow2", capacity_bytes=GiB, allocation_bytes=0, format="qcow2"),
+                ],
+            )
+        ],
+        domains=[
+            _vm("app-01", APP, DiskSpec(target="vda", source=f"{DISK_POOL}/app-boot.qcow2")),
+            _vm(
+                "db-01",
+                DB,
+                DiskSpec(target="vda", source=f"{DISK_POOL}/db-boot.qcow2"),
+                DiskSpec(target="vdb", source=SHARED, format="raw", cache="none", shareable=True),
+                state=RunState.SHUTOFF,
+            ),
+            _vm(
+                "web-01",
+                WEB,
+                DiskSpec(target="vda", source="/srv/web-boot.qcow2"),
+                DiskSpec(target="vdb", source=USED),
+            ),
+            _vm("full-01", FULL, *full_disks, state=RunState.SHUTOFF),
+            _vm("scsi-01", SCSI, DiskSpec(target="sda", source="/srv/scsi-boot.qcow2", bus="scsi")),
+            _vm("tmp-01", TRANSIENT, DiskSpec(target="vda", source="/srv/tmp-boot.qcow2"), transient=True),
+        ],
+    )
+    path = write_node(spec, tmp_path / "kvm-disks.xml")
+    with LibvirtDriver(f"test://{path}") as drv:
+        yield drv
+
+
+def live_root(drv: LibvirtDriver, vm_uuid: str) -> ET.Element:
+    return ET.fromstring(drv._connection().lookupByUUIDString(vm_uuid).XMLDesc(0))
+
+
+def config_root(drv: LibvirtDriver, vm_uuid: str) -> ET.Element:
+    dom = drv._connection().lookupByUUIDString(vm_uuid)
+    return ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+
+
+def disk_of(root: ET.Element, target: str) -> ET.Element | None:
+    return next((d for d in root.iter("disk") if d.find("target").get("dev") == target), None)  # type: ignore[union-attr]
+
+
+def targets(root: ET.Element) -> list[str]:
+    return [d.find("target").get("dev") for d in root.iter("disk")]  # type: ignore[misc,union-attr]
+
+
+def scsi_controllers(root: ET.Element) -> list[dict[str, str]]:
+    return [dict(c.attrib) for c in root.iter("controller") if c.get("type") == "scsi"]
+
+
+def host_state(drv: LibvirtDriver) -> dict[str, tuple[str, str]]:
+    """Every VM's live XML and definition: a refusal must leave all of them as they were."""
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+    return {d.UUIDString(): (d.XMLDesc(0), d.XMLDesc(flags)) for d in drv._connection().listAllDomains()}
+
+
+def restart(drv: LibvirtDriver, vm_uuid: str) -> None:
+    dom = drv._connection().lookupByUUIDString(vm_uuid)
+    dom.destroy()
+    dom.create()
+
+
+def test_domain_definition_is_the_inactive_xml_without_secrets(disks: LibvirtDriver) -> None:
+    root = config_root(disks, DB)
+    ET.SubElement(root.find("devices"), "graphics", {"type": "vnc", "port": "-1", "passwd": "s3cret"})  # type: ignore[arg-type]
+    disks._connection().defineXML(ET.tostring(root, encoding="unicode"))
+
+    definition = ET.fromstring(domain_definition(disks, DB))
+    assert definition.findtext("name") == "db-01"
+    assert definition.find("devices/graphics") is not None
+    assert definition.find("devices/graphics").get("passwd") is None  # type: ignore[union-attr]
+    assert "s3cret" not in domain_definition(disks, DB)
+    # A running VM's definition has no live-only parts (its id).
+    assert ET.fromstring(domain_definition(disks, APP)).get("id") is None
+    assert live_root(disks, APP).get("id") is not None
+
+
+def test_domain_is_active(disks: LibvirtDriver) -> None:
+    assert domain_is_active(disks, APP) is True
+    assert domain_is_active(disks, DB) is False
+    disks._connection().lookupByUUIDString(DB).create()
+    assert domain_is_active(disks, DB) is True
+
+
+@pytest.mark.parametrize("call", [domain_definition, domain_is_active])
+def test_unknown_vms(disks: LibvirtDriver, call: Any) -> None:
+    missing = stable_uuid("disk-test", "missing")
+    with pytest.raises(DriverError, match=rf"^VM {missing} not found"):
+        call(disks, missing)
+    with pytest.raises(DriverError, match="invalid VM id 'db-01': not a UUID"):
+        call(disks, "db-01")
+
+
+# --- volumes ---
+
+
+def test_volume_by_path(disks: LibvirtDriver) -> None:
+    info = volume_by_path(disks, SHARED)
+    assert info is not None
+    assert (info.name, info.path, info.format, info.capacity_bytes) == ("shared.raw", SHARED, "raw", 2 * GiB)
+    assert volume_by_path(disks, f"{DISK_POOL}/nothing.qcow2") is None
+    with pytest.raises(DriverError, match="must not be empty"):
+        volume_by_path(disks, "")
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+def test_create_volume_is_empty_and_sparse(disks: LibvirtDriver, fmt: str) -> None:
+    info = create_volume(disks, "data", f"new-<&>.{fmt}", 10 * GiB, fmt)
+    assert info.name == f"new-<&>.{fmt}"
+    assert info.path == f"{DISK_POOL}/new-<&>.{fmt}"
+    assert (info.format, info.capacity_bytes, info.allocation_bytes) == (fmt, 10 * GiB, 0)
+    assert info.backing_store == ""
+    assert volume_by_path(disks, info.path) == info
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("data", "spare.qcow2", GiB), "volume 'spare.qcow2' already exists in pool 'data'"),
+        (("data", "x.qcow2", 0), "capacity must be positive, not 0"),
+        (("data", "x.qcow2", -GiB), "capacity must be positive"),
+        (("data", "x.vmdk", GiB, "vmdk"), "volume format 'vmdk' is not supported: use qcow2 or raw"),
+        (("nope", "x.qcow2", GiB), "storage pool 'nope' not found"),
+        (("data", "../x.qcow2", GiB), "is not a valid file name"),
+    ],
+)
+def test_create_volume_refusals(disks: LibvirtDriver, args: tuple[Any, ...], complaint: str) -> None:
+    before = refresh_pool(disks, "data").volumes
+    with pytest.raises(DriverError) as exc:
+        create_volume(disks, *args)
+    assert complaint in str(exc.value)
+    assert "\n" not in str(exc.value)
+    if args[0] == "data":
+        assert refresh_pool(disks, "data").volumes == before
+
+
+def test_refresh_pool_reads_capacity_and_volumes_fresh(disks: LibvirtDriver) -> None:
+    pool = refresh_pool(disks, "data")
+    assert (pool.name, pool.type, pool.target_path, pool.active) == ("data", "dir", DISK_POOL, True)
+    assert pool.capacity_bytes == 100 * GiB  # the test driver's fixed pool size
+    names = {v.name for v in pool.volumes}
+    assert names == {"app-boot.qcow2", "db-boot.qcow2", "shared.raw", "web-data.qcow2", "spare.qcow2"}
+    assert pool.allocation_bytes == sum(v.allocation_bytes for v in pool.volumes)
+    assert pool.available_bytes == pool.capacity_bytes - pool.allocation_bytes
+
+    create_volume(disks, "data", "later.raw", GiB, "raw")
+    again = refresh_pool(disks, "data")
+    assert {v.name for v in again.volumes} == names | {"later.raw"}
+    with pytest.raises(DriverError, match="storage pool 'nope' not found"):
+        refresh_pool(disks, "nope")
+
+
+def test_resize_volume_refuses_to_shrink(disks: LibvirtDriver) -> None:
+    with pytest.raises(DriverError) as exc:
+        resize_volume(disks, "data", "spare.qcow2", GiB // 2)
+    assert str(exc.value) == (
+        "cannot shrink volume 'spare.qcow2' in pool 'data' from 1 GiB to 512 MiB: only growing is supported"
+    )
+    # The same size changes nothing (and needs no resize call, which the test driver lacks).
+    assert resize_volume(disks, "data", "spare.qcow2", GiB).capacity_bytes == GiB
+    with pytest.raises(DriverError, match="capacity must be positive"):
+        resize_volume(disks, "data", "spare.qcow2", 0)
+    with pytest.raises(DriverError, match=re.escape("volume 'gone.qcow2' not found in pool 'data'")):
+        resize_volume(disks, "data", "gone.qcow2", 2 * GiB)
+
+
+def test_resize_volume_on_the_test_driver_says_it_cannot(disks: LibvirtDriver) -> None:
+    with pytest.raises(DriverError) as exc:
+        resize_volume(disks, "data", "spare.qcow2", 2 * GiB)
+    assert str(exc.value).startswith("cannot resize volume 'spare.qcow2' in pool 'data' to 2 GiB: ")
+    assert "not supported" in str(exc.value)
+    assert volume_by_path(disks, SPARE).capacity_bytes == GiB  # type: ignore[union-attr]
+
+
+# --- who uses a disk ---
+
+
+def test_domains_using(disks: LibvirtDriver) -> None:
+    assert domains_using(disks, SHARED) == [
+        DiskUser(vm_name="db-01", vm_uuid=DB, target="vdb", shareable=True, active=False)
+    ]
+    assert domains_using(disks, USED) == [
+        DiskUser(vm_name="web-01", vm_uuid=WEB, target="vdb", shareable=False, active=True)
+    ]
+    assert domains_using(disks, f"{DISK_POOL}//./web-data.qcow2") == domains_using(disks, USED)
+    assert domains_using(disks, SPARE) == []
+    assert domains_using(disks, "/srv/tmp-boot.qcow2") == [
+        DiskUser(vm_name="tmp-01", vm_uuid=TRANSIENT, target="vda", shareable=False, active=True)
+    ]
+
+
+def test_domains_using_reads_definitions_and_running_vms(disks: LibvirtDriver) -> None:
+    attach_disk(disks, APP, source_path=SPARE, bus="virtio", format="qcow2")
+    # In the definition only (the test driver cannot hot-plug): not active yet.
+    assert domains_using(disks, SPARE) == [
+        DiskUser(vm_name="app-01", vm_uuid=APP, target="vdb", shareable=False, active=False)
+    ]
+    restart(disks, APP)
+    assert domains_using(disks, SPARE) == [
+        DiskUser(vm_name="app-01", vm_uuid=APP, target="vdb", shareable=False, active=True)
+    ]
+
+
+# --- attach ---
+
+
+def test_attach_to_a_stopped_vm(disks: LibvirtDriver) -> None:
+    result = attach_disk(disks, DB, source_path=SPARE, bus="virtio", format="qcow2")
+    assert result == AttachResult(
+        target="vdc",
+        live=False,
+        persistent=True,
+        note="the VM is not running: the disk is in its definition and appears at its next start",
+    )
+    disk = disk_of(config_root(disks, DB), "vdc")
+    assert disk is not None
+    assert (disk.get("type"), disk.get("device")) == ("file", "disk")
+    assert disk.find("driver").attrib == {"name": "qemu", "type": "qcow2"}  # type: ignore[union-attr]
+    assert disk.find("source").get("file") == SPARE  # type: ignore[union-attr]
+    assert disk.find("target").get("bus") == "virtio"  # type: ignore[union-attr]
+    assert disk.find("shareable") is None and disk.find("readonly") is None
+    disks._connection().lookupByUUIDString(DB).create()
+    assert disk_of(live_root(disks, DB), "vdc") is not None
+
+
+def test_attach_to_a_running_vm_is_persistent_even_where_hot_plug_is_missing(disks: LibvirtDriver) -> None:
+    result = attach_disk(disks, APP, source_path=SPARE, bus="virtio", format="qcow2")
+    assert (result.target, result.live, result.persistent) == ("vdb", False, True)
+    assert result.note.startswith("not hot-plugged (this function is not supported by the connection driver")
+    assert result.note.endswith("the disk is in the VM's definition and appears at its next start")
+    assert targets(live_root(disks, APP)) == ["vda"]
+    assert targets(config_root(disks, APP)) == ["vda", "vdb"]
+    restart(disks, APP)
+    assert targets(live_root(disks, APP)) == ["vda", "vdb"]
+    # The next free target counts the definition too.
+    assert attach_disk(disks, APP, source_path="/srv/more.qcow2", bus="virtio", format="qcow2").target == "vdc"
+
+
+def test_attach_keeps_the_secrets_of_the_definition(disks: LibvirtDriver) -> None:
+    root = config_root(disks, DB)
+    ET.SubElement(root.find("devices"), "graphics", {"type": "vnc", "port": "-1", "passwd": "s3cret"})  # type: ignore[arg-type]
+    disks._connection().defineXML(ET.tostring(root, encoding="unicode"))
+    attach_disk(disks, DB, source_path=SPARE, bus="virtio", format="qcow2")
+    after = config_root(disks, DB)
+    assert after.find("devices/graphics").get("passwd") == "s3cret"  # type: ignore[union-attr]
+    assert disk_of(after, "vdc") is not None
+
+
+def test_attach_an_awkward_path_and_a_named_target(disks: LibvirtDriver) -> None:
+    path = '/srv/data/it\'s <a> & "b".raw'
+    result = attach_disk(disks, DB, source_path=path, bus="virtio", format="raw", target="vdk", read_only=True)
+    assert result.target == "vdk"
+    disk = disk_of(config_root(disks, DB), "vdk")
+    assert disk is not None
+    assert disk.find("source").get("file") == path  # type: ignore[union-attr]
+    assert disk.find("readonly") is not None
+    assert domains_using(disks, path)[0].target == "vdk"
+
+
+def test_attach_a_block_device(disks: LibvirtDriver) -> None:
+    lun = "/dev/disk/by-id/wwn-0x600a0b80001234560000abcd12345678"
+    attach_disk(disks, DB, source_path=lun, bus="scsi", format="raw")
+    disk = disk_of(config_root(disks, DB), "sda")
+    assert disk is not None and disk.get("type") == "block"
+    assert disk.find("source").attrib == {"dev": lun}  # type: ignore[union-attr]
+    assert domains_using(disks, lun) == [DiskUser("db-01", DB, "sda", shareable=False, active=False)]
+
+
+def test_virtio_blk_limit_then_virtio_scsi(disks: LibvirtDriver) -> None:
+    assert len(targets(config_root(disks, FULL))) == VIRTIO_BLK_MAX_DISKS
+    with pytest.raises(DriverError, match=r"already has 28 virtio disks.*attach the disk on the scsi bus"):
+        attach_disk(disks, FULL, source_path=SPARE, bus="virtio", format="qcow2")
+    with pytest.raises(DriverError, match="already has 28 virtio disks"):
+        attach_disk(disks, FULL, source_path=SPARE, bus="virtio", format="qcow2", target="vdzz")
+    assert scsi_controllers(config_root(disks, FULL)) == []
+
+    assert attach_disk(disks, FULL, source_path=SPARE, bus="scsi", format="qcow2").target == "sda"
+    assert attach_disk(disks, FULL, source_path="/srv/second.raw", bus="scsi", format="raw").target == "sdb"
+    root = config_root(disks, FULL)
+    assert scsi_controllers(root) == [{"type": "scsi", "index": "0", "model": "virtio-scsi"}]
+    assert disk_of(root, "sda").find("address").get("controller") == "0"  # type: ignore[union-attr]
+    assert len(targets(root)) == VIRTIO_BLK_MAX_DISKS + 2
+
+
+def test_scsi_uses_the_existing_controller(disks: LibvirtDriver) -> None:
+    before = scsi_controllers(config_root(disks, SCSI))
+    assert before == [{"type": "scsi", "index": "0", "model": "virtio-scsi"}]
+    result = attach_disk(disks, SCSI, source_path=SPARE, bus="scsi", format="qcow2")
+    assert (result.target, result.live, result.persistent) == ("sdb", False, True)
+    assert scsi_controllers(config_root(disks, SCSI)) == before
+
+
+def test_sata_is_never_hot_plugged(disks: LibvirtDriver) -> None:
+    result = attach_disk(disks, APP, source_path=SPARE, bus="sata", format="qcow2")
+    assert (result.target, result.live, result.persistent) == ("sda", False, True)
+    assert result.note.startswith("not hot-plugged (sata disks cannot be hot-plugged)")
+
+
+def test_shareable_disks(disks: LibvirtDriver) -> None:
+    # db-01 has SHARED as shareable: a second shareable attachment is fine …
+    result = attach_disk(disks, APP, source_path=SHARED, bus="virtio", format="raw", shareable=True)
+    disk = disk_of(config_root(disks, APP), result.target)
+    assert disk is not None and disk.find("shareable") is not None
+    assert disk.find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none"}  # type: ignore[union-attr]
+    assert [(u.vm_name, u.shareable) for u in domains_using(disks, SHARED)] == [("app-01", True), ("db-01", True)]
+    # … one without shareable is not.
+    with pytest.raises(DriverError) as exc:
+        attach_disk(disks, SCSI, source_path=SHARED, bus="scsi", format="raw")
+    assert str(exc.value) == (
+        f"{SHARED!r} is already attached to VM 'app-01' as vdb: attach it as shareable to use it in both"
+    )
+
+
+def test_a_disk_used_without_shareable_is_refused(disks: LibvirtDriver) -> None:
+    for shareable in (False, True):
+        with pytest.raises(DriverError) as exc:
+            attach_disk(disks, APP, source_path=USED, bus="virtio", format="raw", shareable=shareable)
+        assert str(exc.value) == f"{USED!r} is already attached to VM 'web-01' as vdb without shareable"
+    assert targets(config_root(disks, APP)) == ["vda"]
+
+
+def test_a_writable_shareable_disk_must_be_raw(disks: LibvirtDriver) -> None:
+    with pytest.raises(DriverError, match="a writable shareable disk must be raw, not qcow2"):
+        attach_disk(disks, DB, source_path=SPARE, bus="virtio", format="qcow2", shareable=True)
+    result = attach_disk(disks, DB, source_path=SPARE, bus="virtio", format="qcow2", shareable=True, read_only=True)
+    assert result.persistent
+
+
+@pytest.mark.parametrize(
+    ("vm", "kwargs", "complaint"),
+    [
+        (DB, {"source_path": SHARED}, f"{SHARED!r} is already attached to VM 'db-01' as vdb"),
+        (DB, {"target": "vdb"}, "VM 'db-01' already has a disk vdb"),
+        (DB, {"target": "sdb"}, "target 'sdb' is not a virtio disk name (vda, vdb …)"),
+        (DB, {"target": "vd1"}, "target 'vd1' is not a virtio disk name"),
+        (DB, {"bus": "floppy"}, "unknown disk bus 'floppy'"),
+        (DB, {"format": "raw'/><x"}, "invalid disk format"),
+        (DB, {"source_path": "data/x.qcow2"}, "the disk source must be an absolute path, not 'data/x.qcow2'"),
+        (DB, {"source_path": ""}, "the disk source must be an absolute path"),
+        (DB, {"source_path": "/srv/a\nb"}, "contains control characters"),
+        (stable_uuid("disk-test", "missing"), {}, "not found"),
+        (TRANSIENT, {}, "cannot attach vdb to transient VM 'tmp-01' (it has no definition): this function is not"),
+    ],
+)
+def test_attach_refusals(disks: LibvirtDriver, vm: str, kwargs: dict[str, Any], complaint: str) -> None:
+    args: dict[str, Any] = {"source_path": SPARE, "bus": "virtio", "format": "qcow2", **kwargs}
+    before = host_state(disks)
+    with pytest.raises(DriverError) as exc:
+        attach_disk(disks, vm, **args)
+    assert complaint in str(exc.value)
+    assert "\n" not in str(exc.value)
+    assert host_state(disks) == before
+
+
+# --- detach ---
+
+
+def test_detach_from_a_stopped_vm(disks: LibvirtDriver) -> None:
+    detach_disk(disks, DB, "vdb")
+    assert targets(config_root(disks, DB)) == ["vda"]
+    assert domains_using(disks, SHARED) == []
+    assert volume_by_path(disks, SHARED) is not None  # the volume is kept
+    with pytest.raises(DriverError, match="VM 'db-01' has no disk vdb"):
+        detach_disk(disks, DB, "vdb")
+
+
+def test_detach_from_a_running_vm_on_the_test_driver(disks: LibvirtDriver) -> None:
+    detach_disk(disks, WEB, "vdb")
+    assert targets(config_root(disks, WEB)) == ["vda"]
+    # The test driver cannot hot-unplug: the running VM keeps the disk until it stops.
+    assert targets(live_root(disks, WEB)) == ["vda", "vdb"]
+    restart(disks, WEB)
+    assert targets(live_root(disks, WEB)) == ["vda"]
+
+
+def test_attach_then_detach_before_a_restart(disks: LibvirtDriver) -> None:
+    attach_disk(disks, APP, source_path=SPARE, bus="scsi", format="qcow2")
+    detach_disk(disks, APP, "sda")
+    assert targets(config_root(disks, APP)) == ["vda"]
+    assert domains_using(disks, SPARE) == []
+
+
+# --- resize ---
+
+
+def test_online_resize_of_a_virtio_disk_is_refused(disks: LibvirtDriver) -> None:
+    with pytest.raises(DriverError) as exc:
+        resize_disk(disks, WEB, "vdb", 2 * GiB)
+    assert str(exc.value) == (
+        "disk vdb of VM 'web-01' is a virtio disk, which cannot be resized while the VM runs: shut the VM down first"
+    )
+
+
+def test_online_resize_of_a_scsi_disk_on_the_test_driver(disks: LibvirtDriver) -> None:
+    # blockInfo works on the test driver (a fixed size of almost 1 TiB), blockResize does not.
+    with pytest.raises(DriverError, match=r"cannot shrink disk sda of VM 'scsi-01' from \d+ bytes to 1 GiB"):
+        resize_disk(disks, SCSI, "sda", GiB)
+    with pytest.raises(DriverError) as exc:
+        resize_disk(disks, SCSI, "sda", 2048 * GiB)
+    assert str(exc.value).startswith("cannot resize disk sda of VM 'scsi-01' to 2 TiB: ")
+    assert "not supported" in str(exc.value)
+
+
+def test_offline_resize_goes_through_the_volume(disks: LibvirtDriver) -> None:
+    with pytest.raises(DriverError) as exc:
+        resize_disk(disks, DB, "vda", 2 * GiB)
+    assert str(exc.value) == "cannot shrink disk vda of VM 'db-01' from 4 GiB to 2 GiB: only growing is supported"
+    resize_disk(disks, DB, "vda", 4 * GiB)  # the same size: nothing to do
+    with pytest.raises(DriverError, match=r"^cannot resize disk vda of VM 'db-01' to 8 GiB: .*not supported"):
+        resize_disk(disks, DB, "vda", 8 * GiB)
+
+
+def test_resize_refusals(disks: LibvirtDriver) -> None:
+    attach_disk(disks, DB, source_path="/srv/elsewhere.qcow2", bus="virtio", format="qcow2")
+    with pytest.raises(DriverError, match=r"disk vdc of VM 'db-01' \(/srv/elsewhere.qcow2\) is not a volume"):
+        resize_disk(disks, DB, "vdc", 8 * GiB)
+    with pytest.raises(DriverError, match="VM 'db-01' has no disk vdz"):
+        resize_disk(disks, DB, "vdz", 8 * GiB)
+    with pytest.raises(DriverError, match="capacity must be positive"):
+        resize_disk(disks, DB, "vda", 0)
+    # A disk another running VM also has is not resized under it.
+    attach_disk(disks, APP, source_path=SHARED, bus="virtio", format="raw", shareable=True)
+    restart(disks, APP)
+    with pytest.raises(DriverError) as exc:
+        resize_disk(disks, DB, "vdb", 4 * GiB)
+    assert str(exc.value) == "disk vdb of VM 'db-01' is also attached to running VM 'app-01' as vdb: shut it down first"
+
+
 # --- the real libvirtd ----------------------------------------------------------------------------
 
 QEMU_URI = "qemu:///system"
@@ -378,7 +862,13 @@ def _actual_size(path: str) -> int:
 
 
 @pytest.fixture
-def qemu_pool() -> Iterator[tuple[LibvirtDriver, str, Path]]:
+def qemu_pool(libvirtd_uri: str) -> Iterator[tuple[LibvirtDriver, str, Path]]:
+    """A directory pool in a fresh directory under /var/lib/libvirt/images, which QEMU can reach.
+
+    Domains named ``<pool name>-…`` are destroyed and undefined at the end, then the volumes, the
+    pool and the directory are removed, even when the test failed.
+    """
+    assert libvirtd_uri == QEMU_URI
     if not _qemu_reachable():
         pytest.skip("no libvirtd at qemu:///system, or qemu-img/qemu-io missing")
     suffix = uuid.uuid4().hex[:10]
@@ -394,20 +884,26 @@ def qemu_pool() -> Iterator[tuple[LibvirtDriver, str, Path]]:
         yield drv, name, path
     finally:
         drv.close()
-        for dom in conn.listAllDomains():
-            if dom.name().startswith(f"{name}-"):
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-        if pool is not None:
-            if pool.isActive():
-                pool.refresh(0)
-                for vol in pool.listAllVolumes(0):
-                    vol.delete(0)
-                pool.destroy()
-            pool.undefine()
-        shutil.rmtree(path, ignore_errors=True)
-        conn.close()
+        try:
+            for dom in conn.listAllDomains():
+                if dom.name().startswith(f"{name}-"):
+                    persistent = dom.isPersistent()
+                    if dom.isActive():
+                        dom.destroy()  # a transient domain is gone with it
+                    if persistent:
+                        dom.undefine()
+        finally:
+            try:
+                if pool is not None:
+                    if pool.isActive():
+                        pool.refresh(0)
+                        for vol in pool.listAllVolumes(0):
+                            vol.delete(0)
+                        pool.destroy()
+                    pool.undefine()
+            finally:
+                shutil.rmtree(path, ignore_errors=True)
+                conn.close()
     assert not path.exists()
 
 
@@ -467,3 +963,254 @@ def test_overlays_and_full_clone_on_a_real_directory_pool(qemu_pool: tuple[Libvi
         delete_volume(drv, pool_name, child.name)
         assert not Path(child.path).exists()
     assert Path(golden).exists()
+
+
+def _tiny_vm_xml(name: str, boot_path: str, *, vnc_password: str | None = None, scsi_controller: bool = False) -> str:
+    """A QEMU guest with no OS (software emulation): it boots to the firmware and keeps running."""
+    dom = ET.Element("domain", {"type": "qemu"})
+    ET.SubElement(dom, "name").text = name
+    ET.SubElement(dom, "memory", {"unit": "MiB"}).text = "64"
+    ET.SubElement(dom, "vcpu").text = "1"
+    os_el = ET.SubElement(dom, "os")
+    ET.SubElement(os_el, "type", {"arch": "x86_64", "machine": "pc"}).text = "hvm"
+    ET.SubElement(ET.SubElement(dom, "features"), "acpi")  # PCI hot-plug on i440fx needs ACPI
+    devices = ET.SubElement(dom, "devices")
+    ET.SubElement(devices, "emulator").text = "/usr/bin/qemu-system-x86_64"
+    disk = ET.SubElement(devices, "disk", {"type": "file", "device": "disk"})
+    ET.SubElement(disk, "driver", {"name": "qemu", "type": "qcow2"})
+    ET.SubElement(disk, "source", {"file": boot_path})
+    ET.SubElement(disk, "target", {"dev": "vda", "bus": "virtio"})
+    if scsi_controller:
+        ET.SubElement(devices, "controller", {"type": "scsi", "index": "0", "model": "virtio-scsi"})
+    if vnc_password is not None:
+        graphics = {"type": "vnc", "autoport": "yes", "listen": "127.0.0.1", "passwd": vnc_password}
+        ET.SubElement(devices, "graphics", graphics)
+    return ET.tostring(dom, encoding="unicode")
+
+
+def _running_vm(drv: LibvirtDriver, pool_name: str, suffix: str, **kwargs: Any) -> Any:
+    boot = create_volume(drv, pool_name, f"{suffix}-boot.qcow2", 64 * MiB)
+    dom = drv._connection().defineXML(_tiny_vm_xml(f"{pool_name}-{suffix}", boot.path, **kwargs))
+    dom.create()
+    return dom
+
+
+def _qemu_block_files(dom: Any) -> set[str]:
+    """The image files QEMU itself has open for the guest (asked over its monitor, not libvirt's XML)."""
+    reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({"execute": "query-block"}), 0))
+    return {dev["inserted"]["file"] for dev in reply["return"] if "inserted" in dev}
+
+
+def _virtual_size(path: str) -> int:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True, capture_output=True, text=True)
+    return int(json.loads(out.stdout)["virtual-size"])
+
+
+@pytest.mark.integration
+def test_volumes_on_a_real_directory_pool(qemu_pool: tuple[LibvirtDriver, str, Path]) -> None:
+    drv, pool_name, path = qemu_pool
+    raw = create_volume(drv, pool_name, "data.raw", 256 * MiB, "raw")
+    qcow = create_volume(drv, pool_name, "data.qcow2", 256 * MiB)
+    assert (raw.format, raw.capacity_bytes, raw.path) == ("raw", 256 * MiB, str(path / "data.raw"))
+    assert os.stat(raw.path).st_size == 256 * MiB
+    assert _actual_size(raw.path) < MiB  # sparse
+    assert _virtual_size(qcow.path) == 256 * MiB
+    assert _actual_size(qcow.path) < MiB
+
+    # A file made outside libvirt appears after a refresh, with the pool's real numbers.
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path / "outside.qcow2"), "32M"], check=True)
+    assert volume_by_path(drv, str(path / "outside.qcow2")) is None
+    pool = refresh_pool(drv, pool_name)
+    assert {v.name for v in pool.volumes} == {"data.raw", "data.qcow2", "outside.qcow2"}
+    fs = os.statvfs(path)  # libvirt counts the blocks free for root (f_bfree), not f_bavail
+    assert pool.capacity_bytes == fs.f_blocks * fs.f_frsize
+    assert abs(pool.available_bytes - fs.f_bfree * fs.f_frsize) < 256 * MiB  # others write to this disk too
+    assert pool.allocation_bytes == pool.capacity_bytes - pool.available_bytes
+    assert volume_by_path(drv, str(path / "outside.qcow2")).capacity_bytes == 32 * MiB  # type: ignore[union-attr]
+
+    grown = resize_volume(drv, pool_name, "data.qcow2", 512 * MiB)
+    assert grown.capacity_bytes == 512 * MiB
+    assert _virtual_size(qcow.path) == 512 * MiB
+    assert resize_volume(drv, pool_name, "data.raw", GiB).capacity_bytes == GiB
+    assert os.stat(raw.path).st_size == GiB
+    assert _actual_size(raw.path) < MiB  # still sparse
+    with pytest.raises(DriverError, match=r"cannot shrink volume 'data\.raw' in pool '.*' from 1 GiB to 512 MiB"):
+        resize_volume(drv, pool_name, "data.raw", 512 * MiB)
+    assert os.stat(raw.path).st_size == GiB
+
+
+@pytest.mark.integration
+def test_live_virtio_attach_to_a_running_vm_is_persistent(qemu_pool: tuple[LibvirtDriver, str, Path]) -> None:
+    drv, pool_name, _ = qemu_pool
+    dom = _running_vm(drv, pool_name, "vm1", vnc_password="s3cret")
+    vm_uuid = dom.UUIDString()
+    data = create_volume(drv, pool_name, "vm1-data.qcow2", 32 * MiB)
+    assert domain_is_active(drv, vm_uuid)
+
+    result = attach_disk(drv, vm_uuid, source_path=data.path, bus="virtio", format="qcow2")
+    assert result == AttachResult(target="vdb", live=True, persistent=True, note="")
+    live = ET.fromstring(dom.XMLDesc(0))
+    assert disk_of(live, "vdb").find("source").get("file") == data.path  # type: ignore[union-attr]
+    assert data.path in _qemu_block_files(dom)
+    definition = ET.fromstring(domain_definition(drv, vm_uuid))
+    assert disk_of(definition, "vdb").find("source").get("file") == data.path  # type: ignore[union-attr]
+    secure = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+    assert secure.find("devices/graphics").get("passwd") == "s3cret"  # type: ignore[union-attr]
+    assert domains_using(drv, data.path) == [DiskUser(f"{pool_name}-vm1", vm_uuid, "vdb", shareable=False, active=True)]
+
+    with pytest.raises(DriverError, match="is a virtio disk, which cannot be resized while the VM runs: shut"):
+        resize_disk(drv, vm_uuid, "vdb", 64 * MiB)
+    assert _virtual_size(data.path) == 32 * MiB
+
+    dom.destroy()
+    dom.create()
+    assert disk_of(ET.fromstring(dom.XMLDesc(0)), "vdb") is not None
+    assert data.path in _qemu_block_files(dom)
+
+    # Shut down, the disk grows through its volume.
+    dom.destroy()
+    resize_disk(drv, vm_uuid, "vdb", 64 * MiB)
+    assert _virtual_size(data.path) == 64 * MiB
+
+    # Detaching a virtio-blk disk from a running guest is a request the guest must answer; this one
+    # has no OS, so it keeps the disk until it stops. The definition no longer has it, and
+    # domains_using still reports the running VM, so nobody deletes the volume under it.
+    dom.create()
+    detach_disk(drv, vm_uuid, "vdb")
+    assert targets(ET.fromstring(domain_definition(drv, vm_uuid))) == ["vda"]
+    assert targets(ET.fromstring(dom.XMLDesc(0))) == ["vda", "vdb"]
+    assert domains_using(drv, data.path) == [DiskUser(f"{pool_name}-vm1", vm_uuid, "vdb", shareable=False, active=True)]
+    dom.destroy()
+    assert domains_using(drv, data.path) == []
+
+
+@pytest.mark.integration
+def test_scsi_attach_adds_virtio_scsi_and_resizes_online(qemu_pool: tuple[LibvirtDriver, str, Path]) -> None:
+    drv, pool_name, _ = qemu_pool
+    vm1 = _running_vm(drv, pool_name, "vm1")
+    vm2 = _running_vm(drv, pool_name, "vm2")
+    assert scsi_controllers(ET.fromstring(vm1.XMLDesc(0))) == []
+    shared = create_volume(drv, pool_name, "shared.raw", 32 * MiB, "raw")
+
+    result = attach_disk(drv, vm1.UUIDString(), source_path=shared.path, bus="scsi", format="raw", shareable=True)
+    assert result == AttachResult(target="sda", live=True, persistent=True, note="")
+    for root in (ET.fromstring(vm1.XMLDesc(0)), ET.fromstring(domain_definition(drv, vm1.UUIDString()))):
+        assert [c["model"] for c in scsi_controllers(root)] == ["virtio-scsi"]
+        disk = disk_of(root, "sda")
+        assert disk is not None and disk.find("shareable") is not None
+        assert disk.find("driver").get("cache") == "none"  # type: ignore[union-attr]
+    assert shared.path in _qemu_block_files(vm1)
+
+    # Online growth of a SCSI disk: QEMU grows the image and the guest sees the new size.
+    resize_disk(drv, vm1.UUIDString(), "sda", 64 * MiB)
+    assert vm1.blockInfo("sda", 0)[0] == 64 * MiB
+    assert os.stat(shared.path).st_size == 64 * MiB
+    with pytest.raises(DriverError, match=r"cannot shrink disk sda of VM .* from 64 MiB to 32 MiB"):
+        resize_disk(drv, vm1.UUIDString(), "sda", 32 * MiB)
+    assert os.stat(shared.path).st_size == 64 * MiB
+
+    # The second VM may share it only as shareable.
+    with pytest.raises(DriverError, match="attach it as shareable to use it in both"):
+        attach_disk(drv, vm2.UUIDString(), source_path=shared.path, bus="scsi", format="raw")
+    attach_disk(drv, vm2.UUIDString(), source_path=shared.path, bus="scsi", format="raw", shareable=True)
+    assert shared.path in _qemu_block_files(vm2)
+    assert [(u.vm_name, u.active) for u in domains_using(drv, shared.path)] == [
+        (f"{pool_name}-vm1", True),
+        (f"{pool_name}-vm2", True),
+    ]
+    with pytest.raises(DriverError, match=f"also attached to running VM '{pool_name}-vm2' as sda: shut it down"):
+        resize_disk(drv, vm1.UUIDString(), "sda", 96 * MiB)
+
+    # A SCSI disk leaves a running guest at once (no guest cooperation needed), and its definition.
+    detach_disk(drv, vm2.UUIDString(), "sda")
+    assert disk_of(ET.fromstring(vm2.XMLDesc(0)), "sda") is None
+    assert shared.path not in _qemu_block_files(vm2)
+    assert disk_of(ET.fromstring(domain_definition(drv, vm2.UUIDString())), "sda") is None
+    assert [u.vm_name for u in domains_using(drv, shared.path)] == [f"{pool_name}-vm1"]
+    assert stat.S_ISREG(os.stat(shared.path).st_mode)  # detaching keeps the volume
+
+
+@pytest.mark.integration
+def test_a_transient_vm_gets_the_hot_plug_only(qemu_pool: tuple[LibvirtDriver, str, Path]) -> None:
+    drv, pool_name, _ = qemu_pool
+    boot = create_volume(drv, pool_name, "tmp-boot.qcow2", 64 * MiB)
+    data = create_volume(drv, pool_name, "tmp-data.qcow2", 32 * MiB)
+    dom = drv._connection().createXML(_tiny_vm_xml(f"{pool_name}-tmp", boot.path), 0)
+    assert not dom.isPersistent()
+    result = attach_disk(drv, dom.UUIDString(), source_path=data.path, bus="virtio", format="qcow2")
+    assert (result.target, result.live, result.persistent) == ("vdb", True, False)
+    assert result.note == (
+        "attached to the running VM only: it is transient (has no definition), so the disk is gone once the VM stops"
+    )
+    assert data.path in _qemu_block_files(dom)
+    assert domains_using(drv, data.path) == [
+        DiskUser(f"{pool_name}-tmp", dom.UUIDString(), "vdb", shareable=False, active=True)
+    ]
+
+
+def _fill_pci_slots(conn: Any, root: ET.Element) -> None:
+    """Redefine ``root`` with a NIC pinned to every free slot of PCI bus 0 (the i440fx machine's only
+    bus): a device without an address then needs a pci-bridge, which has no slot left either."""
+    devices = root.find("devices")
+    assert devices is not None
+    used = {
+        int(a.get("slot") or "0", 16)
+        for a in root.iter("address")
+        if a.get("type") == "pci" and int(a.get("bus") or "0", 16) == 0
+    }
+    for slot in sorted(set(range(1, 32)) - used):
+        nic = ET.SubElement(devices, "interface", {"type": "user"})
+        ET.SubElement(nic, "model", {"type": "virtio"})
+        address = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": f"{slot:#04x}", "function": "0x0"}
+        ET.SubElement(nic, "address", address)
+    conn.defineXML(ET.tostring(root, encoding="unicode"))
+
+
+@pytest.mark.integration
+def test_a_definition_that_cannot_take_the_disk_undoes_the_hot_plug(
+    qemu_pool: tuple[LibvirtDriver, str, Path],
+) -> None:
+    drv, pool_name, path = qemu_pool
+    dom = _running_vm(drv, pool_name, "vm1", scsi_controller=True)
+    vm_uuid, name = dom.UUIDString(), f"{pool_name}-vm1"
+    data = create_volume(drv, pool_name, "data.raw", 32 * MiB, "raw")
+    # Only the definition has a SCSI disk sdz, pinned to unit 0. The next free target is sda, which
+    # the running VM takes at unit 0; the definition refuses it there (a duplicate drive address).
+    root = ET.fromstring(domain_definition(drv, vm_uuid))
+    devices = root.find("devices")
+    assert devices is not None
+    pinned = ET.SubElement(devices, "disk", {"type": "file", "device": "disk"})
+    ET.SubElement(pinned, "driver", {"name": "qemu", "type": "raw"})
+    ET.SubElement(pinned, "source", {"file": str(path / "pinned.raw")})
+    ET.SubElement(pinned, "target", {"dev": "sdz", "bus": "scsi"})
+    ET.SubElement(pinned, "address", {"type": "drive", "controller": "0", "bus": "0", "target": "0", "unit": "0"})
+    drv._connection().defineXML(ET.tostring(root, encoding="unicode"))
+    before = domain_definition(drv, vm_uuid)
+
+    with pytest.raises(DriverError) as exc:
+        attach_disk(drv, vm_uuid, source_path=data.path, bus="scsi", format="raw")
+    message = str(exc.value)
+    assert message.startswith(f"cannot add disk sda to the definition of VM {name!r}: ")
+    assert "duplicate" in message.lower()
+    assert message.endswith("; the hot-plug was undone")
+    assert "\n" not in message
+    assert disk_of(ET.fromstring(dom.XMLDesc(0)), "sda") is None
+    assert data.path not in _qemu_block_files(dom)
+    assert domain_definition(drv, vm_uuid) == before
+    assert domains_using(drv, data.path) == []
+
+    # A virtio-blk disk is a PCI device: with the definition's PCI slots full it cannot be added there,
+    # and this guest has no OS to agree to the unplug. The error says the running VM still has it.
+    _fill_pci_slots(drv._connection(), ET.fromstring(before))
+    before = domain_definition(drv, vm_uuid)
+    with pytest.raises(DriverError) as exc:
+        attach_disk(drv, vm_uuid, source_path=data.path, bus="virtio", format="raw")
+    message = str(exc.value)
+    assert message.startswith(f"cannot add disk vdb to the definition of VM {name!r}: ")
+    assert "PCI" in message  # libvirt 9.0 fails placing a pci-bridge for it
+    assert message.endswith(
+        "; the running VM was asked to release the hot-plugged disk but still has it (the guest must agree to a "
+        "PCI unplug): it goes away when the VM stops"
+    )
+    assert domain_definition(drv, vm_uuid) == before
+    assert domains_using(drv, data.path) == [DiskUser(name, vm_uuid, "vdb", shareable=False, active=True)]

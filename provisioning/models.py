@@ -70,7 +70,10 @@ class ProvisioningRequest(models.Model):
     golden_image = models.ForeignKey(
         GoldenImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="requests"
     )
-    golden_image_name = models.CharField(max_length=100)
+    golden_image_name = models.CharField(max_length=100, help_text="The image's name (or the volume's).")
+    from_golden_image = models.BooleanField(
+        default=True, help_text="False: the boot volumes are made from a plain pool volume."
+    )
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="provisioning_requests")
     source_path = models.CharField(max_length=1000, help_text="The image the boot volumes are made from.")
     source_format = models.CharField(max_length=16)

@@ -47,6 +47,7 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py collectstatic --noinput -v 0
 $PY manage.py vom_bootstrap_admin
 $PY manage.py vom_load_demo
+$PY manage.py vom_demo_golden_images
 
 .venv/bin/celery -A vom worker -Q discovery,orchestration,provisioning --pool threads --concurrency 4 -l info \
   --logfile "$VOM_VAR_DIR/log/worker.log" &

@@ -702,10 +702,18 @@ class LibvirtDriver:
         persistent = bool(dom.isPersistent())
         root = _parse_xml(dom.XMLDesc(0))
         persistent_targets: set[str] | None = None
+        pending: list[DiskInfo] = []
         if persistent and state != libvirt.VIR_DOMAIN_SHUTOFF:
-            # A disk hot-plugged without --config is only in the live XML.
+            # A disk hot-plugged without --config is only in the live XML; one added to the definition
+            # of a running VM that cannot hot-plug it is only in the inactive XML, until the next start.
             inactive = _parse_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             persistent_targets = _disk_targets(inactive)
+            live_targets = _disk_targets(root)
+            for disk in inactive.iterfind("devices/disk"):
+                if _attr(disk.find("target"), "dev") not in live_targets:
+                    info = _parse_disk(disk, None)
+                    info.extra["pending"] = "in the definition only: attached at the next start"
+                    pending.append(info)
         vcpu = root.find("vcpu")
         max_vcpus = _int(vcpu.text if vcpu is not None else None)
         os_type = root.find("os/type")
@@ -727,7 +735,7 @@ class LibvirtDriver:
             persistent=persistent,
             domain_type=root.get("type") or "",
             description=_text(root, "description"),
-            disks=[_parse_disk(d, persistent_targets) for d in root.iterfind("devices/disk")],
+            disks=[_parse_disk(d, persistent_targets) for d in root.iterfind("devices/disk")] + pending,
             nics=[_parse_nic(i) for i in root.iterfind("devices/interface")],
             snapshots=self._snapshots(dom),
         )

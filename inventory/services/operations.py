@@ -326,7 +326,14 @@ def _record_state(driver: Driver, vm: VirtualMachine) -> str:
 
 
 def _wait_for(
-    driver: Driver, vm: VirtualMachine, run: OperationRun, wanted: frozenset[str], *, timeout: float, start_pct: int, label: str
+    driver: Driver,
+    vm: VirtualMachine,
+    run: OperationRun,
+    wanted: frozenset[str],
+    *,
+    timeout: float,
+    start_pct: int,
+    label: str,
 ) -> bool:
     """Poll the VM's state until it is one of ``wanted`` or ``timeout`` passes; progress as time goes."""
     deadline = time.monotonic() + timeout

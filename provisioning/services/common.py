@@ -1,0 +1,92 @@
+"""What the provisioning services share: the libvirt driver of a provider, names, and the inventory refresh."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.core.exceptions import ValidationError
+
+from inventory.drivers.libvirt import LibvirtDriver
+from inventory.models import DiscoveryRun, Provider, StoragePool
+from inventory.services.discovery import DiscoveryBusy, discover_now
+from inventory.services.operations import OperationRun
+from inventory.services.providers import provider_driver
+
+# A VM or volume name the console makes: usable as a libvirt name, a file name and (mostly) a host name.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RULE = "1–63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+FILE_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
+VOLUME_FORMATS = ("qcow2", "raw")
+MiB = 1024**2
+GiB = 1024**3
+
+
+def require_libvirt(provider: Provider) -> None:
+    if provider.kind != Provider.Kind.LIBVIRT:
+        raise ValidationError(
+            f"{provider.name} is a {provider.get_kind_display()} provider: provisioning from this console "
+            "works on KVM (libvirt) providers"
+        )
+
+
+@contextmanager
+def libvirt_driver(provider: Provider) -> Iterator[LibvirtDriver]:
+    """The provider's libvirt driver, closed afterwards. Raises DriverError/SecretError when unreachable."""
+    driver = provider_driver(provider)
+    try:
+        if not isinstance(driver, LibvirtDriver):
+            raise ValidationError(f"{provider.name} is not a KVM (libvirt) provider")
+        yield driver
+    finally:
+        driver.close()
+
+
+def pool_problem(pool: StoragePool) -> str | None:
+    """Why new volumes cannot be made in ``pool``, or None."""
+    if pool.removed_at is not None:
+        return f"storage pool {pool.name} was removed on {pool.removed_at:%Y-%m-%d %H:%M}"
+    if not pool.active:
+        return f"storage pool {pool.name} is not active"
+    if pool.type not in FILE_POOL_TYPES:
+        return f"storage pool {pool.name} is a {pool.type or 'unknown'} pool: use a directory or file-system pool"
+    return None
+
+
+def volume_file_name(base: str, fmt: str) -> str:
+    return f"{base}.{'qcow2' if fmt == 'qcow2' else 'img'}"
+
+
+def human_bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def refresh_inventory(provider: Provider, run: OperationRun, *, wait_seconds: float = 120) -> DiscoveryRun | None:
+    """Discover ``provider`` now, in this worker, so the inventory shows what was just made.
+
+    A discovery already running may have read the platform before the change: wait for it to end,
+    then run one more.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            result = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.OPERATION)
+        except DiscoveryBusy:
+            if time.monotonic() >= deadline:
+                run.log(
+                    "a discovery of the provider is still running: the inventory updates at the next one", "warning"
+                )
+                return None
+            time.sleep(1)
+            continue
+        if result.status == DiscoveryRun.Status.SUCCEEDED:
+            run.log(f"inventory refreshed (discovery #{result.pk})")
+        else:
+            run.log(f"the inventory could not be refreshed: {result.error}", "warning")
+        return result

@@ -1,0 +1,147 @@
+"""Storage savings: what space-optimized children take on disk against what full copies would take.
+
+Every figure is an actual allocation as last read from the platform (each discovery and the end of
+each provisioning request read it); only the comparison — "as many full copies" — is hypothetical:
+a full copy takes what its parent image takes now.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from inventory.models import StoragePool, StorageVolume, VirtualDisk, VirtualMachine
+from provisioning.models import GoldenImage, Mode, ProvisionedVM
+
+
+@dataclass
+class Child:
+    """A volume made from an image: a copy-on-write child or a full copy, and the VM using it."""
+
+    volume: StorageVolume
+    mode: str
+    vm: VirtualMachine | None = None
+    request_id: int | None = None
+
+
+@dataclass
+class Savings:
+    """Space-optimized children of one parent image (or several) against full copies of it."""
+
+    children: int = 0
+    children_bytes: int = 0
+    full_equivalent_bytes: int = 0
+    full_copies: int = 0
+    full_copies_bytes: int = 0
+
+    @property
+    def saved_bytes(self) -> int:
+        return max(0, self.full_equivalent_bytes - self.children_bytes)
+
+    @property
+    def children_percent(self) -> float:
+        """What the children take, in percent of what as many full copies would take."""
+        return 100 * self.children_bytes / self.full_equivalent_bytes if self.full_equivalent_bytes else 0.0
+
+    def add(self, other: Savings) -> None:
+        self.children += other.children
+        self.children_bytes += other.children_bytes
+        self.full_equivalent_bytes += other.full_equivalent_bytes
+        self.full_copies += other.full_copies
+        self.full_copies_bytes += other.full_copies_bytes
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "children": self.children,
+            "children_bytes": self.children_bytes,
+            "full_equivalent_bytes": self.full_equivalent_bytes,
+            "saved_bytes": self.saved_bytes,
+            "children_percent": round(self.children_percent, 3),
+            "full_copies": self.full_copies,
+            "full_copies_bytes": self.full_copies_bytes,
+        }
+
+
+@dataclass
+class ImageSavings:
+    image: GoldenImage
+    parent: StorageVolume | None
+    savings: Savings
+    children: list[Child] = field(default_factory=list)
+
+
+def _vms_using(paths: list[str]) -> dict[str, VirtualMachine]:
+    disks = VirtualDisk.objects.filter(source__in=paths, vm__removed_at__isnull=True).select_related("vm")
+    return {disk.source: disk.vm for disk in disks}
+
+
+def image_savings(image: GoldenImage) -> ImageSavings:
+    """The golden image's children (space-optimized ones found on disk, full copies it made) and savings."""
+    provider_volumes = StorageVolume.objects.filter(pool__provider_id=image.provider_id).select_related("pool")
+    parent = provider_volumes.filter(path=image.volume_path).first()
+    parent_bytes = parent.allocation_bytes if parent is not None else image.allocation_bytes
+    overlays = list(provider_volumes.filter(backing_store=image.volume_path).order_by("name"))
+    made = ProvisionedVM.objects.filter(request__golden_image=image, status=ProvisionedVM.Status.DONE)
+    requests_by_path = dict(made.values_list("volume_path", "request_id"))
+    full_paths = list(made.filter(request__mode=Mode.FULL).values_list("volume_path", flat=True))
+    full = list(provider_volumes.filter(path__in=full_paths).order_by("name"))
+    users = _vms_using([v.path for v in overlays + full])
+    children = [
+        Child(volume=v, mode=mode, vm=users.get(v.path), request_id=requests_by_path.get(v.path))
+        for mode, volumes in ((Mode.SPACE_OPTIMIZED, overlays), (Mode.FULL, full))
+        for v in volumes
+    ]
+    savings = Savings(
+        children=len(overlays),
+        children_bytes=sum(v.allocation_bytes for v in overlays),
+        full_equivalent_bytes=len(overlays) * parent_bytes,
+        full_copies=len(full),
+        full_copies_bytes=sum(v.allocation_bytes for v in full),
+    )
+    return ImageSavings(image=image, parent=parent, savings=savings, children=children)
+
+
+@dataclass
+class ParentGroup:
+    """The children in one pool of one parent image."""
+
+    parent_path: str
+    parent: StorageVolume | None
+    golden_image: GoldenImage | None
+    savings: Savings
+
+
+def pool_savings(pool: StoragePool) -> tuple[Savings, list[ParentGroup]]:
+    """Per parent image, the space-optimized children in ``pool`` against full copies of the parent.
+
+    Children whose parent image the inventory does not know are listed without a comparison (their
+    parent's size is not known, and it is not guessed).
+    """
+    children = StorageVolume.objects.filter(pool=pool).exclude(backing_store="")
+    by_parent: dict[str, list[int]] = defaultdict(list)
+    for backing, allocation in children.values_list("backing_store", "allocation_bytes"):
+        by_parent[backing].append(allocation)
+    parents = {
+        v.path: v
+        for v in StorageVolume.objects.filter(
+            pool__provider_id=pool.provider_id, path__in=list(by_parent)
+        ).select_related("pool")
+    }
+    images = {
+        g.volume_path: g
+        for g in GoldenImage.objects.filter(provider_id=pool.provider_id, volume_path__in=list(by_parent))
+    }
+    total = Savings()
+    groups = []
+    for path in sorted(by_parent):
+        allocations = by_parent[path]
+        parent = parents.get(path)
+        group = Savings(
+            children=len(allocations),
+            children_bytes=sum(allocations),
+            full_equivalent_bytes=len(allocations) * parent.allocation_bytes if parent is not None else 0,
+        )
+        if parent is not None:
+            total.add(group)
+        groups.append(ParentGroup(parent_path=path, parent=parent, golden_image=images.get(path), savings=group))
+    return total, groups

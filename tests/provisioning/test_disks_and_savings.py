@@ -1,0 +1,186 @@
+"""Data disks, disk resizes and volume clones on libvirt's test:/// driver, and the storage savings."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from inventory.models import Operation, StoragePool, StorageVolume, VirtualDisk, VirtualMachine
+from provisioning.models import Mode
+from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
+from provisioning.services.requests import request_provisioning
+from provisioning.services.savings import image_savings, pool_savings
+from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+
+GiB = 1024**3
+
+
+def run(django_capture_on_commit_callbacks, request, **kwargs):
+    with django_capture_on_commit_callbacks(execute=True):
+        op = request(**kwargs)
+    op.refresh_from_db()
+    return op
+
+
+def vm_named(kvm, name):
+    return VirtualMachine.objects.get(provider=kvm, name=name)
+
+
+def test_data_disk_for_a_running_vm_is_made_persistent(kvm, django_capture_on_commit_callbacks):
+    app = vm_named(kvm, "app-01")
+    pool = StoragePool.objects.get(provider=kvm, name="images")
+    op = run(
+        django_capture_on_commit_callbacks,
+        request_disk_add,
+        vm=app,
+        user=None,
+        pool=pool,
+        size_bytes=5 * GiB,
+        bus="virtio",
+    )
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    # test:/// cannot hot-plug: the disk goes into the definition and appears at the next start.
+    assert op.result["target"] == "vdb" and op.result["persistent"] is True and op.result["live"] is False
+    assert op.log.filter(level="warning").exists()
+    disk = VirtualDisk.objects.get(vm=app, target="vdb")
+    assert disk.source == f"{IMAGES}/app-01-data1.qcow2" and disk.persistent
+    assert disk.details["pending"] == "in the definition only: attached at the next start"
+    volume = StorageVolume.objects.get(pool=pool, name="app-01-data1.qcow2")
+    assert volume.capacity_bytes == 5 * GiB
+
+
+def test_scsi_data_disk_gets_an_sd_target(kvm, django_capture_on_commit_callbacks):
+    vm = vm_named(kvm, "golden-vm")
+    pool = StoragePool.objects.get(provider=kvm, name="images")
+    op = run(
+        django_capture_on_commit_callbacks,
+        request_disk_add,
+        vm=vm,
+        user=None,
+        pool=pool,
+        size_bytes=GiB,
+        bus="scsi",
+        format="raw",
+        name="golden-scratch.img",
+    )
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.result["target"] == "sda"
+    assert VirtualDisk.objects.get(vm=vm, target="sda").bus == "scsi"
+
+
+def test_data_disk_refusals(kvm):
+    app = vm_named(kvm, "app-01")
+    images = StoragePool.objects.get(provider=kvm, name="images")
+    lvm = StoragePool.objects.get(provider=kvm, name="lvm")
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=app, user=None, pool=lvm, size_bytes=0, bus="ide", format="vmdk", name="bad/name")
+    assert set(exc.value.message_dict) == {"bus", "format", "name", "size_gib", "pool"}
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=app, user=None, pool=images, size_bytes=GiB, name="old-web.qcow2")
+    assert exc.value.message_dict == {"name": ["Pool images already has a volume named 'old-web.qcow2'."]}
+    assert not Operation.objects.exists()
+
+
+def test_virtio_limit_points_to_scsi(kvm):
+    app = vm_named(kvm, "app-01")
+    VirtualDisk.objects.bulk_create(
+        VirtualDisk(vm=app, target=f"vd{chr(ord('b') + i)}", bus="virtio", source=f"/x/{i}") for i in range(27)
+    )
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=app, user=None, pool=StoragePool.objects.get(provider=kvm, name="images"), size_bytes=GiB)
+    assert (
+        "already has 28 virtio disks" in exc.value.message_dict["bus"][0] and "scsi" in exc.value.message_dict["bus"][0]
+    )
+
+
+def test_a_disk_attached_elsewhere_needs_shareable_on_both(kvm, django_capture_on_commit_callbacks):
+    shared = StorageVolume.objects.get(pool__provider=kvm, name="shared.img")
+    app, golden_vm = vm_named(kvm, "app-01"), vm_named(kvm, "golden-vm")
+    op = run(django_capture_on_commit_callbacks, request_disk_add, vm=app, user=None, volume=shared)
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=golden_vm, user=None, volume=shared, shareable=True)
+    assert "already attached to VM 'app-01' as vdb without 'shareable'" in exc.value.message_dict["volume"][0]
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=app, user=None, volume=shared)
+    assert "already attached to VM 'app-01'" in exc.value.message_dict["volume"][0]
+
+
+def test_shareable_disk_attached_to_two_vms(kvm, django_capture_on_commit_callbacks):
+    shared = StorageVolume.objects.get(pool__provider=kvm, name="shared.img")
+    app, golden_vm = vm_named(kvm, "app-01"), vm_named(kvm, "golden-vm")
+    for vm in (app, golden_vm):
+        op = run(django_capture_on_commit_callbacks, request_disk_add, vm=vm, user=None, volume=shared, shareable=True)
+        assert op.status == Operation.Status.SUCCEEDED, op.error
+    disks = VirtualDisk.objects.filter(source=shared.path)
+    assert {(d.vm.name, d.shareable, d.cache) for d in disks} == {("app-01", True, "none"), ("golden-vm", True, "none")}
+
+
+def test_resize_refusals_and_a_clear_platform_error(kvm, django_capture_on_commit_callbacks):
+    app = vm_named(kvm, "app-01")
+    vda = app.disks.get(target="vda")
+    with pytest.raises(ValidationError) as exc:
+        request_disk_resize(vm=app, disk=vda, size_bytes=20 * GiB, user=None)
+    assert "virtio-blk has no online resize. Shut the VM down first." in exc.value.message_dict["disk"][0]
+    with pytest.raises(ValidationError) as exc:
+        request_disk_resize(vm=app, disk=vda, size_bytes=5 * GiB, user=None)
+    assert "shrinking" in str(exc.value)
+
+    # test:/// cannot resize volumes (virStorageVolResize): the offline resize is tested on a real libvirtd.
+    stopped = vm_named(kvm, "golden-vm")
+    op = run(
+        django_capture_on_commit_callbacks,
+        request_disk_resize,
+        vm=stopped,
+        disk=stopped.disks.get(target="vda"),
+        size_bytes=12 * GiB,
+        user=None,
+    )
+    assert op.status == Operation.Status.FAILED
+    assert op.error == (
+        "cannot resize disk vda of VM 'golden-vm' to 12 GiB: "
+        "this function is not supported by the connection driver: virStorageVolResize"
+    )
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL, Mode.SPACE_OPTIMIZED])
+def test_volume_clone(kvm, django_capture_on_commit_callbacks, mode):
+    source = StorageVolume.objects.get(pool__provider=kvm, name="app-01.qcow2")
+    op = run(
+        django_capture_on_commit_callbacks,
+        request_volume_clone,
+        volume=source,
+        name="app-01-copy.qcow2",
+        user=None,
+        mode=mode,
+    )
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    clone = StorageVolume.objects.get(pool=source.pool, name="app-01-copy.qcow2")
+    assert clone.capacity_bytes == source.capacity_bytes
+    assert clone.backing_store == (source.path if mode == Mode.SPACE_OPTIMIZED else "")
+    with pytest.raises(ValidationError) as exc:
+        request_volume_clone(volume=source, name="app-01-copy.qcow2", user=None)
+    assert exc.value.message_dict == {"name": ["Pool images already has a volume named 'app-01-copy.qcow2'."]}
+
+
+def test_savings_of_an_image_and_its_pool(golden, kvm, django_capture_on_commit_callbacks):
+    for mode, pattern, count in ((Mode.SPACE_OPTIMIZED, "web-{n:02d}", 4), (Mode.FULL, "db-{n}", 1)):
+        with django_capture_on_commit_callbacks(execute=True):
+            request_provisioning(
+                golden_image=golden, user=None, count=count, name_pattern=pattern, mode=mode, pool=golden.pool
+            )
+    result = image_savings(golden)
+    parent = StorageVolume.objects.get(path=GOLDEN_PATH)
+    children = StorageVolume.objects.filter(backing_store=GOLDEN_PATH)
+    assert result.savings.children == 4
+    assert result.savings.children_bytes == sum(c.allocation_bytes for c in children)
+    assert result.savings.full_equivalent_bytes == 4 * parent.allocation_bytes == 8 * GiB
+    assert result.savings.saved_bytes == 8 * GiB - result.savings.children_bytes
+    assert result.savings.full_copies == 1 and result.savings.full_copies_bytes > 0
+    assert sorted((c.volume.name, c.mode, c.vm.name if c.vm else None) for c in result.children) == [
+        ("db-1.qcow2", "full", "db-1"),
+        *[(f"web-0{i}.qcow2", "space_optimized", f"web-0{i}") for i in (1, 2, 3, 4)],
+    ]
+    total, groups = pool_savings(golden.pool)
+    assert [(g.parent_path, g.golden_image, g.savings.children) for g in groups] == [(GOLDEN_PATH, golden, 4)]
+    assert total.full_equivalent_bytes == 8 * GiB

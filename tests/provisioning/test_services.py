@@ -1,0 +1,346 @@
+"""Provisioning services against libvirt's test:/// driver: golden images, requests, faults, savings."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from inventory.models import Operation, StorageVolume, VirtualMachine
+from provisioning.models import Mode, ProvisionedVM
+from provisioning.services.requests import execute_provisioning, expand_pattern, request_provisioning
+from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+
+
+def provision(golden, django_capture_on_commit_callbacks, **kwargs):
+    args = {"user": None, "count": 3, "name_pattern": "web-{n:02d}", "mode": Mode.SPACE_OPTIMIZED}
+    args.update(kwargs)
+    args.setdefault("pool", golden.pool)
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_provisioning(golden_image=golden, **args)
+    request.refresh_from_db()
+    request.operation.refresh_from_db()
+    return request
+
+
+def test_space_optimized_request_makes_children_and_vms(golden, kvm, django_capture_on_commit_callbacks):
+    request = provision(golden, django_capture_on_commit_callbacks, start=True)
+    op = request.operation
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    rows = list(request.vms.all())
+    assert [r.name for r in rows] == ["web-01", "web-02", "web-03"]
+    assert all(r.status == ProvisionedVM.Status.DONE for r in rows)
+    vms = VirtualMachine.objects.filter(provider=kvm, name__startswith="web-")
+    assert {vm.name: vm.state for vm in vms} == {"web-01": "running", "web-02": "running", "web-03": "running"}
+    vols = StorageVolume.objects.filter(pool__provider=kvm, name__startswith="web-")
+    assert {v.name: v.backing_store for v in vols} == {f"web-0{i}.qcow2": GOLDEN_PATH for i in (1, 2, 3)}
+    assert {r.vm_uuid for r in rows} == {vm.uuid for vm in vms}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def conn(provider):
+    from inventory.drivers.libvirt import LibvirtDriver
+
+    return LibvirtDriver(provider.uri)._connection()
+
+
+def platform_volumes(provider, pool="images"):
+    p = conn(provider).storagePoolLookupByName(pool)
+    p.refresh(0)
+    return set(p.listVolumes())
+
+
+def platform_domains(provider):
+    return {d.name() for d in conn(provider).listAllDomains()}
+
+
+def raw_volume_xml(name, size):
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("volume")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "capacity", unit="bytes").text = str(size)
+    ET.SubElement(ET.SubElement(root, "target"), "format", type="raw")
+    return ET.tostring(root, encoding="unicode")
+
+
+def define_plain_domain(provider, name):
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("domain", type="test")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "memory").text = "65536"
+    os_el = ET.SubElement(root, "os")
+    ET.SubElement(os_el, "type").text = "hvm"
+    conn(provider).defineXML(ET.tostring(root, encoding="unicode"))
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "count", "first", "names"),
+    [
+        ("web-{n:02d}", 3, 1, ["web-01", "web-02", "web-03"]),
+        ("db{n}", 2, 9, ["db9", "db10"]),
+        ("solo", 1, 1, ["solo"]),
+        ("x-{n:03d}-y", 1, 42, ["x-042-y"]),
+    ],
+)
+def test_expand_pattern(pattern, count, first, names):
+    assert expand_pattern(pattern, count, first) == names
+
+
+@pytest.mark.parametrize(
+    ("pattern", "count", "complaint"),
+    [
+        ("", 1, "a name pattern is required"),
+        ("web", 2, "must contain {n}"),
+        ("web-{i}", 1, "only {n} may appear"),
+        ("web-{n.real}", 1, "only {n} may appear"),
+        ("web-{n!r}", 1, "only {n} may appear"),
+        ("web-{n:{w}}", 1, "nested field"),
+        ("web-{n", 1, "invalid name pattern"),
+        ("web-{n:q}", 1, "invalid name pattern"),
+        ("web-{0}", 1, "only {n} may appear"),
+    ],
+)
+def test_expand_pattern_refusals(pattern, count, complaint):
+    with pytest.raises(ValueError) as exc:
+        expand_pattern(pattern, count)
+    assert complaint in str(exc.value)
+
+
+# --- validation before anything is made ---------------------------------------------------------
+
+
+def refused(golden, **kwargs):
+    args = {"user": None, "count": 3, "name_pattern": "web-{n:02d}", "mode": Mode.SPACE_OPTIMIZED, "pool": golden.pool}
+    args.update(kwargs)
+    with pytest.raises(ValidationError) as exc:
+        request_provisioning(golden_image=golden, **args)
+    assert not Operation.objects.filter(kind=Operation.Kind.PROVISION_VMS).exists()
+    return exc.value.message_dict
+
+
+def test_names_already_used_are_refused(golden):
+    errors = refused(golden, name_pattern="app-{n:02d}", count=2)
+    assert errors == {"name_pattern": ["Already in use on this host: app-01."]}
+
+
+def test_invalid_names_are_refused(golden):
+    assert "is not a valid VM name" in refused(golden, name_pattern="web {n}")["name_pattern"][0]
+
+
+def test_volume_names_taken_in_the_pool_are_refused(golden):
+    errors = refused(golden, name_pattern="old-web", count=1, mode=Mode.FULL)
+    assert errors == {"name_pattern": ["Volumes already in pool images: old-web.qcow2."]}
+
+
+def test_full_copies_need_the_space(golden):
+    # 60 full copies of a 2 GiB image do not fit the pool's ~96 GiB free; 60 children do.
+    errors = refused(golden, count=60, mode=Mode.FULL)
+    assert errors["pool"][0].startswith("Pool images has 96.0 GiB free; 60 full copies of debian-12 (2.0 GiB each)")
+
+
+def test_logical_pool_and_unknown_network_and_both_network_and_bridge(golden, kvm):
+    from inventory.models import StoragePool
+
+    lvm = StoragePool.objects.get(provider=kvm, name="lvm")
+    errors = refused(golden, pool=lvm, network="nope", bridge="br0")
+    assert "use a directory or file-system pool" in errors["pool"][0]
+    assert errors["network"] == ["No network 'nope' is known on this host."]
+    assert errors["bridge"] == ["Give a network or a bridge, not both."]
+
+
+def test_pool_of_another_provider_is_refused(golden, tmp_path):
+    from tests.factories import make_inventory
+
+    other = make_inventory()
+    pool = other.pools.first()
+    assert pool is not None
+    assert "another provider" in refused(golden, pool=pool)["pool"][0]
+
+
+def test_count_vcpus_and_memory_limits(golden):
+    errors = refused(golden, count=0, vcpus=0, memory_bytes=1024)
+    assert set(errors) >= {"count", "vcpus", "memory_mib"}
+
+
+def test_running_template_vm_is_refused(golden):
+    VirtualMachine.objects.filter(pk=golden.template_vm_id).update(state=VirtualMachine.State.RUNNING)
+    assert "shut it down first" in refused(golden)["golden_image"][0]
+
+
+# --- execution and faults ----------------------------------------------------------------------
+
+
+def queued(golden, django_capture_on_commit_callbacks, **kwargs):
+    """A request recorded but not yet executed (its task is not sent)."""
+    args = {"user": None, "count": 3, "name_pattern": "web-{n:02d}", "mode": Mode.SPACE_OPTIMIZED, "pool": golden.pool}
+    args.update(kwargs)
+    with django_capture_on_commit_callbacks(execute=False):
+        return request_provisioning(golden_image=golden, **args)
+
+
+def test_full_copies(golden, kvm, django_capture_on_commit_callbacks):
+    request = provision(golden, django_capture_on_commit_callbacks, count=2, mode=Mode.FULL)
+    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    vols = {v.name: v for v in StorageVolume.objects.filter(pool__provider=kvm, name__startswith="web-")}
+    assert set(vols) == {"web-01.qcow2", "web-02.qcow2"}
+    assert all(v.backing_store == "" and v.capacity_bytes == golden.capacity_bytes for v in vols.values())
+    vms = VirtualMachine.objects.filter(provider=kvm, name__startswith="web-")
+    assert {vm.state for vm in vms} == {"stopped"}  # not asked to start
+
+
+def test_name_taken_between_validation_and_creation(golden, kvm, django_capture_on_commit_callbacks):
+    request = queued(golden, django_capture_on_commit_callbacks)
+    define_plain_domain(kvm, "web-02")  # someone defines web-02 behind the console's back
+    op = execute_provisioning(request.operation_id)
+    assert op.status == Operation.Status.FAILED
+    assert op.error == "1 of 3 VMs failed: web-02"
+    row = request.vms.get(name="web-02")
+    assert row.status == ProvisionedVM.Status.FAILED
+    assert "already defined" in row.error and "volume web-02.qcow2 removed" in row.error
+    assert "web-02.qcow2" not in platform_volumes(kvm)  # no orphan
+    assert {"web-01.qcow2", "web-03.qcow2"} <= platform_volumes(kvm)
+    assert list(request.vms.filter(status=ProvisionedVM.Status.DONE).values_list("name", flat=True)) == [
+        "web-01",
+        "web-03",
+    ]
+
+
+def test_volume_made_behind_the_consoles_back_is_not_deleted(golden, kvm, django_capture_on_commit_callbacks):
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    conn(kvm).storagePoolLookupByName("images").createXML(raw_volume_xml("web-01.qcow2", 1024**2), 0)
+    op = execute_provisioning(request.operation_id)
+    assert op.error == "1 of 2 VMs failed: web-01"
+    assert "made by someone else" in request.vms.get(name="web-01").error
+    assert "web-01.qcow2" in platform_volumes(kvm)  # not ours: left alone
+    assert "web-01" not in platform_domains(kvm)
+
+
+def test_out_of_space_mid_request(golden, kvm, django_capture_on_commit_callbacks):
+    request = queued(golden, django_capture_on_commit_callbacks, count=4, mode=Mode.FULL)
+    pool = conn(kvm).storagePoolLookupByName("images")
+    free = pool.info()[3]
+    # Leave room for two full copies (10 GiB each on the test driver's books), not four.
+    pool.createXML(raw_volume_xml("filler.img", free - 25 * 1024**3), 0)
+    op = execute_provisioning(request.operation_id)
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "done", "web-03": "failed", "web-04": "failed"}
+    assert "Not enough free space" in request.vms.get(name="web-03").error
+    assert op.error == "2 of 4 VMs failed: web-03, web-04"
+    assert not {"web-03.qcow2", "web-04.qcow2"} & platform_volumes(kvm)
+    assert not {"web-03", "web-04"} & platform_domains(kvm)
+
+
+def test_golden_image_unregistered_before_the_request_runs(golden, kvm, django_capture_on_commit_callbacks):
+    request = queued(golden, django_capture_on_commit_callbacks)
+    golden.delete()
+    op = execute_provisioning(request.operation_id)
+    assert op.status == Operation.Status.FAILED
+    errors = set(request.vms.values_list("error", flat=True))
+    assert errors == {"golden image 'debian-12' was unregistered during the request"}
+    assert not any(n.startswith("web-") for n in platform_volumes(kvm))
+
+
+def test_template_vm_started_mid_request(golden, kvm, django_capture_on_commit_callbacks, monkeypatch):
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks)
+    beats = []
+    real_beat = service._beat
+
+    def beat_and_start_template(req):  # after the first VM, someone starts the golden image's VM
+        real_beat(req)
+        beats.append(1)
+        if len(beats) == 2:
+            conn(kvm).lookupByName("golden-vm").create()
+
+    monkeypatch.setattr(service, "_beat", beat_and_start_template)
+    op = execute_provisioning(request.operation_id)
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    assert "was started during the request" in request.vms.get(name="web-02").error
+    assert op.status == Operation.Status.FAILED
+
+
+def test_redelivered_task_does_nothing(golden, kvm, django_capture_on_commit_callbacks):
+    request = provision(golden, django_capture_on_commit_callbacks, count=2)
+    before = platform_domains(kvm)
+    op = execute_provisioning(request.operation_id)  # the same task delivered again
+    assert op.status == Operation.Status.SUCCEEDED
+    assert platform_domains(kvm) == before
+    assert request.operation.log.filter(message__contains="resuming").count() == 0
+
+
+def test_abandoned_request_is_resumed_without_duplicates(golden, kvm, django_capture_on_commit_callbacks, settings):
+    """A worker died after making web-01's volume and defining web-02: the next delivery finishes the job."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inventory.drivers.libvirt import LibvirtDriver
+    from inventory.drivers.libvirt_storage import create_overlay_volume, define_vm_from_template
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3)
+    driver = LibvirtDriver(kvm.uri)
+    create_overlay_volume(driver, "images", "web-01.qcow2", GOLDEN_PATH)
+    create_overlay_volume(driver, "images", "web-02.qcow2", GOLDEN_PATH)
+    uuid2 = define_vm_from_template(
+        driver, request.template_xml, name="web-02", boot_volume_path=f"{IMAGES}/web-02.qcow2"
+    )
+    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 60)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
+    request.vms.filter(name="web-01").update(status=ProvisionedVM.Status.CREATING_VOLUME, started=long_ago)
+    request.vms.filter(name="web-02").update(
+        status=ProvisionedVM.Status.DEFINING, volume_created=True, started=long_ago
+    )
+    type(request).objects.filter(pk=request.pk).update(heartbeat=long_ago)
+
+    op = execute_provisioning(request.operation_id)
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.log.filter(message__startswith="resuming").exists()
+    names = [n for n in platform_domains(kvm) if n.startswith("web-")]
+    assert sorted(names) == ["web-01", "web-02", "web-03"]  # web-02 not defined twice
+    assert request.vms.get(name="web-02").vm_uuid == uuid2
+
+
+def test_running_request_with_a_live_worker_is_not_taken_over(golden, kvm, django_capture_on_commit_callbacks):
+    from django.utils import timezone
+
+    request = queued(golden, django_capture_on_commit_callbacks)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=timezone.now())
+    type(request).objects.filter(pk=request.pk).update(heartbeat=timezone.now())
+    op = execute_provisioning(request.operation_id)
+    assert op.status == Operation.Status.RUNNING
+    assert not any(n.startswith("web-") for n in platform_domains(kvm))
+
+
+def test_new_vm_with_a_boot_disk_from_a_pool_volume(kvm, django_capture_on_commit_callbacks):
+    from provisioning.services.requests import request_vm_from_volume
+
+    source = StorageVolume.objects.get(pool__provider=kvm, name="old-web.qcow2")
+    template = VirtualMachine.objects.get(provider=kvm, name="app-01")  # running: only its definition is used
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_vm_from_volume(
+            volume=source, template_vm=template, name="legacy-web", user=None, mode=Mode.FULL, pool=source.pool
+        )
+    request.operation.refresh_from_db()
+    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    assert not request.from_golden_image
+    vm = VirtualMachine.objects.get(provider=kvm, name="legacy-web")
+    assert [d.source for d in vm.disks.all()] == [f"{IMAGES}/legacy-web.qcow2"]
+    assert vm.vcpus == 1 and vm.memory_bytes == 1024**3  # the template's
+
+
+def test_boot_disk_from_a_volume_in_use_by_a_running_vm_is_refused(kvm):
+    from provisioning.services.requests import request_vm_from_volume
+
+    busy = StorageVolume.objects.get(pool__provider=kvm, name="app-01.qcow2")
+    template = VirtualMachine.objects.get(provider=kvm, name="golden-vm")
+    with pytest.raises(ValidationError) as exc:
+        request_vm_from_volume(volume=busy, template_vm=template, name="x", user=None, mode=Mode.FULL, pool=busy.pool)
+    assert exc.value.message_dict == {"volume": ["app-01.qcow2 is in use by VM 'app-01', which is running."]}

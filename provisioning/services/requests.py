@@ -186,7 +186,39 @@ def space_needed(*, mode: str, count: int, allocation_bytes: int) -> int:
     return per_vm * count
 
 
+def expire_abandoned_requests(provider_id: int | None = None) -> int:
+    """Fail requests whose worker gave no sign of life for ``VOM_OPERATION_STALE_AFTER`` seconds.
+
+    Their unfinished VMs fail with the reason, so their names are free again; a volume a dead worker
+    made may be left, and the VM's outcome says so.
+    """
+    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    stale = ProvisioningRequest.objects.filter(
+        Q(operation__status=Operation.Status.PENDING, operation__created__lt=limit)
+        | Q(operation__status=Operation.Status.RUNNING)
+        & (Q(heartbeat__lt=limit) | Q(heartbeat__isnull=True, operation__started__lt=limit))
+    )
+    if provider_id is not None:
+        stale = stale.filter(provider_id=provider_id)
+    expired = 0
+    for request in stale.select_related("operation"):
+        reason = "abandoned: the worker running the request stopped before it finished"
+        with transaction.atomic():
+            if not Operation.objects.filter(pk=request.operation_id, status=request.operation.status).update(
+                status=Operation.Status.FAILED, finished=timezone.now(), message="abandoned", error=reason
+            ):
+                continue
+            for row in request.vms.exclude(status__in=[V.DONE, V.FAILED]):
+                left = ""
+                if row.volume_created:
+                    left = f"; volume {row.volume_name} may be left in pool {request.pool_name}"
+                _set(row, status=V.FAILED, error=f"{reason}{left}", finished=timezone.now())
+        expired += 1
+    return expired
+
+
 def _active_requests(provider_id: int) -> Any:
+    expire_abandoned_requests(provider_id)
     return ProvisionedVM.objects.filter(
         request__provider_id=provider_id,
         request__operation__status__in=[Operation.Status.PENDING, Operation.Status.RUNNING],

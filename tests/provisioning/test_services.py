@@ -344,3 +344,22 @@ def test_boot_disk_from_a_volume_in_use_by_a_running_vm_is_refused(kvm):
     with pytest.raises(ValidationError) as exc:
         request_vm_from_volume(volume=busy, template_vm=template, name="x", user=None, mode=Mode.FULL, pool=busy.pool)
     assert exc.value.message_dict == {"volume": ["app-01.qcow2 is in use by VM 'app-01', which is running."]}
+
+
+def test_an_abandoned_request_frees_its_names(golden, kvm, django_capture_on_commit_callbacks, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    with pytest.raises(ValidationError) as exc:
+        queued(golden, django_capture_on_commit_callbacks, count=2)
+    assert "Being provisioned by another request: web-01" in exc.value.message_dict["name_pattern"][0]
+    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 1)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
+    request.vms.filter(name="web-01").update(status=ProvisionedVM.Status.CREATING_VOLUME, volume_created=True)
+    again = queued(golden, django_capture_on_commit_callbacks, count=2)
+    assert again.pk != request.pk
+    request.operation.refresh_from_db()
+    assert request.operation.status == Operation.Status.FAILED and request.operation.message == "abandoned"
+    assert request.vms.get(name="web-01").error.endswith("volume web-01.qcow2 may be left in pool images")

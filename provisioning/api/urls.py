@@ -2,6 +2,13 @@
 
 from rest_framework.routers import BaseRouter
 
+from provisioning.api import views
+
 
 def register(router: BaseRouter) -> None:
-    pass
+    router.register("golden-images", views.GoldenImageViewSet, basename="goldenimage")
+    router.register("provisioning-requests", views.ProvisioningRequestViewSet, basename="provisioningrequest")
+    router.register("storage-savings", views.PoolSavingsViewSet, basename="poolsavings")
+    router.register("data-disks", views.DataDiskViewSet, basename="datadisk")
+    router.register("disk-resizes", views.DiskResizeViewSet, basename="diskresize")
+    router.register("volume-clones", views.VolumeCloneViewSet, basename="volumeclone")

@@ -1,0 +1,378 @@
+"""Provisioning REST API: golden images, provisioning requests, storage savings, disks and clones.
+
+Thin, like the inventory's API: validate the body's shape, call one service, answer. Status codes are
+the inventory API's (see ``inventory.api.views``):
+
+- 200 read; 201 golden image registered; 204 golden image unregistered;
+- 202 a provisioning request or a storage operation was queued (``Location``: its URL);
+- 400 bad input with field errors (``{"field": ["why"]}``): unknown ids, a name pattern that gives a
+  taken or invalid name, a pool on another provider or of the wrong type, too little space, a running
+  template VM, a virtio disk resized while its VM runs …;
+- 403 signed in without the role: viewer reads; operator provisions, adds and resizes disks, clones
+  volumes; admin registers and unregisters golden images;
+- 404 no such object in the URL; 405 method not allowed;
+- 409 refused in the object's current state, with ``{"detail": "reason"}``: the VM already has an
+  operation in progress, was removed, or is not on a KVM provider; the host cannot be reached.
+
+A service's ValidationError carrying field errors is a 400 with those fields; one carrying only a
+message is a refusal of the current state, a 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.serializers import BaseSerializer
+
+from inventory import selectors as inventory_selectors
+from inventory.api import serializers as inventory_serializers
+from inventory.api.views import QUEUED_OPERATION, REFUSED, ListFiltersMixin, VomPagination
+from inventory.filters import OperationFilterSet
+from inventory.models import Operation, StoragePool, StorageVolume
+from inventory.roles import ADMIN, OPERATOR
+from provisioning import selectors
+from provisioning.api import serializers as s
+from provisioning.api.filters import GoldenImageFilterSet, ProvisioningRequestFilterSet
+from provisioning.models import GoldenImage, Mode, ProvisionedVM
+from provisioning.services.common import MiB
+from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
+from provisioning.services.golden_images import register_golden_image, unregister_golden_image
+from provisioning.services.requests import request_provisioning
+from provisioning.services.savings import image_savings, pool_savings
+
+FIELD_ERRORS = OpenApiResponse(description='Field errors: `{"field": ["why"]}`.')
+
+
+class Refused(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Refused in the current state."
+    default_code = "refused"
+
+
+def call_service(service: Any, *, renamed: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    """Call a service; its field errors become a 400 (fields renamed as the body names them), a bare message a 409."""
+    try:
+        return service(**kwargs)
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            names = renamed or {}
+            raise ValidationError({names.get(field, field): msgs for field, msgs in exc.message_dict.items()}) from None
+        raise Refused("; ".join(exc.messages)) from None
+
+
+def _accepted(request: Request, data: Any, view_name: str, pk: int) -> Response:
+    location = reverse(view_name, args=[pk], request=request)
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def _operation_accepted(request: Request, op: Operation) -> Response:
+    op = inventory_selectors.operation_list().get(pk=op.pk)
+    return _accepted(request, inventory_serializers.OperationSerializer(op).data, "api:operation-detail", op.pk)
+
+
+# --- golden images ------------------------------------------------------------------------------------
+
+
+def golden_image_savings_list() -> QuerySet[GoldenImage]:
+    """The selector's golden images, with the full copies' actual allocation too (one subquery more)."""
+    made_full = ProvisionedVM.objects.filter(
+        request__golden_image=OuterRef(OuterRef("pk")),
+        status=ProvisionedVM.Status.DONE,
+        request__mode=Mode.FULL,
+    ).values("volume_path")
+    full_volumes = StorageVolume.objects.filter(
+        pool__provider_id=OuterRef("provider_id"), path__in=made_full
+    ).order_by()
+    full_bytes = full_volumes.values("pool__provider_id").annotate(total=Sum("allocation_bytes")).values("total")[:1]
+    return (
+        selectors.golden_image_list()
+        .select_related("created_by")
+        .annotate(full_bytes=Coalesce(Subquery(full_bytes, output_field=IntegerField()), 0))
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(description="Golden images, with their children and what the space-optimized ones save."),
+    retrieve=extend_schema(description="One golden image; its children are listed by `savings/`."),
+    create=extend_schema(
+        request=s.GoldenImageCreateSerializer,
+        responses={201: s.GoldenImageSerializer, 400: FIELD_ERRORS, 409: REFUSED},
+        summary="Register a golden image",
+        description="Register a discovered `volume`, or a shut-off `template_vm`'s boot disk, as a golden image. "
+        "The template VM must be shut off (the image must be quiescent): a running one is refused on "
+        "`template_vm` (400). The VM's definition and the volume's size are read from the host now; 409 when the "
+        "host cannot be reached. Admin role.",
+    ),
+    destroy=extend_schema(
+        summary="Unregister a golden image",
+        description="Forget the golden image. Its volume stays: its space-optimized children still read from it. "
+        "Admin role.",
+    ),
+)
+class GoldenImageViewSet(
+    ListFiltersMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,  # type: ignore[type-arg]
+):
+    """Golden images. Reads: viewer; provision: operator; register/unregister: admin."""
+
+    serializer_class = s.GoldenImageSerializer
+    filterset_class = GoldenImageFilterSet
+    ordering_fields = ["name", "os", "created", "capacity_bytes", "allocation_bytes"]
+    ordering = ["name"]
+    write_role = ADMIN
+    action_roles = {"provision": OPERATOR}
+
+    def get_queryset(self) -> QuerySet[GoldenImage]:
+        if self.action == "list":
+            return golden_image_savings_list()
+        return GoldenImage.objects.select_related("provider", "pool", "template_vm", "created_by")
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "create":
+            return s.GoldenImageCreateSerializer
+        return s.GoldenImageSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = s.GoldenImageCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        image = call_service(register_golden_image, user=request.user, **body.validated_data)
+        image = self.get_queryset().get(pk=image.pk)
+        data = s.GoldenImageSerializer(image, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
+
+    def perform_destroy(self, instance: GoldenImage) -> None:
+        unregister_golden_image(image=instance)
+
+    @extend_schema(
+        request=s.ProvisionSerializer,
+        responses={
+            202: OpenApiResponse(
+                s.ProvisioningRequestDetailSerializer,
+                description="Queued. `Location` is the request's URL: poll it for progress and per-VM outcomes.",
+            ),
+            400: FIELD_ERRORS,
+            409: REFUSED,
+        },
+        summary="Provision VMs from the golden image",
+        description="Validate and queue a provisioning request: `count` VMs named by `name_pattern` (e.g. "
+        "`web-{n:02d}`, numbered from `first_number`), each booting from a `space_optimized` child of the image or "
+        "a `full` copy in `pool`, defined from the template with a new name, UUID and MACs, started if `start`. "
+        "Refused with field errors before anything is made: names taken or invalid, a pool on another provider, "
+        "not a directory pool, or with too little space for the mode, an unknown network or host, the template "
+        "VM running (`golden_image`). Operator role.",
+    )
+    @action(detail=True, methods=["post"])
+    def provision(self, request: Request, pk: str | None = None) -> Response:
+        image = self.get_object()
+        body = s.ProvisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        memory_mib = data.pop("memory_mib", None)
+        provisioning = call_service(
+            request_provisioning,
+            golden_image=image,
+            user=request.user,
+            memory_bytes=memory_mib * MiB if memory_mib is not None else None,
+            **data,
+        )
+        provisioning = selectors.request_list().get(pk=provisioning.pk)
+        payload = s.ProvisioningRequestDetailSerializer(provisioning, context={"request": request}).data
+        return _accepted(request, payload, "api:provisioningrequest-detail", provisioning.pk)
+
+    @extend_schema(
+        responses={200: s.ImageSavingsSerializer},
+        filters=False,
+        summary="The golden image's children and savings",
+        description="Every volume made from the image — space-optimized children found on disk, and full copies it "
+        "made — with the VM using it, and what the children take against as many full copies (actual "
+        "allocations as last read from the host).",
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def savings(self, request: Request, pk: str | None = None) -> Response:
+        return Response(s.ImageSavingsSerializer(image_savings(self.get_object())).data)
+
+
+# --- provisioning requests ---------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(description="Provisioning requests, newest first: parameters, status, VMs done and failed."),
+    retrieve=extend_schema(description="One request with one row per VM: its step, outcome, volume and VM."),
+)
+class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+    """Provisioning requests (read-only: they are made by ``POST /api/golden-images/{id}/provision/``)."""
+
+    filterset_class = ProvisioningRequestFilterSet
+    ordering_fields = ["id", "count", "golden_image_name", "operation__created", "operation__status"]
+    ordering = ["-id"]
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.action == "retrieve":
+            return selectors.request_list().prefetch_related("vms")
+        return selectors.request_list()
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.action == "retrieve":
+            return s.ProvisioningRequestDetailSerializer
+        return s.ProvisioningRequestSerializer
+
+
+# --- storage savings per pool -------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Every pool holding copy-on-write children, most space saved first, with the totals: what the "
+        "children take on disk against as many full copies of their parents."
+    ),
+    retrieve=extend_schema(
+        description="One pool (any pool, by id) with its totals and one group per parent image.",
+    ),
+)
+class PoolSavingsViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Storage savings per pool, from the actual allocations as last discovered."""
+
+    queryset = StoragePool.objects.select_related("provider", "host")
+    pagination_class = VomPagination  # over the rows the selector computed (three queries for every pool)
+    filter_backends: list[Any] = []
+    serializer_class = s.PoolSavingsSerializer
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return s.PoolSavingsDetailSerializer if self.action == "retrieve" else s.PoolSavingsSerializer
+
+    def list(self, request: Request) -> Response:
+        _total, rows = selectors.savings_by_pool()
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(s.PoolSavingsSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        pool = self.get_object()
+        total, groups = pool_savings(pool)
+        data = {
+            "pool": pool,
+            "savings": total,
+            "parents": len(groups),
+            "unknown_parent_children": sum(g.savings.children for g in groups if g.parent is None),
+            "groups": groups,
+        }
+        return Response(s.PoolSavingsDetailSerializer(data).data)
+
+
+# --- storage operations --------------------------------------------------------------------------------
+
+
+class _StorageOperationViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """POST queues one operation (202 + ``Location``); GET lists the operations of this kind, newest first."""
+
+    kind: str = ""
+    body_class: type[BaseSerializer[Any]]
+    filterset_class = OperationFilterSet
+    ordering_fields = ["created", "started", "finished", "status"]
+    ordering = ["-created"]
+    write_role = OPERATOR
+
+    def get_queryset(self) -> QuerySet[Operation]:
+        return inventory_selectors.operation_list().filter(kind=self.kind)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return self.body_class if self.action == "create" else inventory_serializers.OperationSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = self.body_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _operation_accepted(request, self.request_operation(dict(body.validated_data)))
+
+    def request_operation(self, data: dict[str, Any]) -> Operation:
+        raise NotImplementedError
+
+
+def _size_names(data: dict[str, Any]) -> dict[str, str]:
+    """The services name size errors ``size_gib``; a caller who sent ``size_bytes`` sees them there."""
+    return {"size_gib": data.pop("size_field", "size_gib")}
+
+
+@extend_schema_view(
+    list=extend_schema(description="Data-disk operations (`disk_add`), newest first."),
+    create=extend_schema(
+        request=s.DataDiskSerializer,
+        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        summary="Provision a data disk for a VM",
+        description="Queue a `disk_add` operation: create a volume of `size_bytes` (or `size_gib`) and `format` in "
+        "`pool` — or take the existing `volume` — and attach it to `vm` as the next free target on `bus`: to the "
+        "running VM where the platform allows it, and always to its persistent definition (the mapping survives a "
+        "restart). Refused on its field: more virtio-blk disks than the bus allows (use scsi), a volume already "
+        "attached elsewhere without `shareable`, a pool on another host. 409: the VM has an operation in progress, "
+        "was removed or is not on a KVM provider. Operator role.",
+    ),
+)
+class DataDiskViewSet(_StorageOperationViewSet):
+    kind = Operation.Kind.DISK_ADD
+    body_class = s.DataDiskSerializer
+
+    def request_operation(self, data: dict[str, Any]) -> Operation:
+        renamed = _size_names(data)
+        return call_service(request_disk_add, renamed=renamed, user=self.request.user, **data)  # type: ignore[no-any-return]
+
+
+@extend_schema_view(
+    list=extend_schema(description="Disk-resize operations (`disk_resize`), newest first."),
+    create=extend_schema(
+        request=s.DiskResizeSerializer,
+        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        summary="Grow a VM's disk",
+        description="Queue a `disk_resize` operation growing `disk` to `size_bytes` (or `size_gib`). Refused on "
+        "`disk` for a virtio disk of a VM that is not shut off (virtio-blk has no online resize), and on the size "
+        "when it is not larger (shrinking is not done from the console). 409: the VM has an operation in "
+        "progress. Operator role.",
+    ),
+)
+class DiskResizeViewSet(_StorageOperationViewSet):
+    kind = Operation.Kind.DISK_RESIZE
+    body_class = s.DiskResizeSerializer
+
+    def request_operation(self, data: dict[str, Any]) -> Operation:
+        renamed = _size_names(data)
+        disk = data["disk"]
+        vm = data.get("vm") or disk.vm
+        return call_service(  # type: ignore[no-any-return]
+            request_disk_resize,
+            renamed=renamed,
+            vm=vm,
+            disk=disk,
+            size_bytes=data["size_bytes"],
+            user=self.request.user,
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(description="Volume-clone operations (`volume_clone`), newest first."),
+    create=extend_schema(
+        request=s.VolumeCloneSerializer,
+        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        summary="Clone a volume",
+        description="Queue a `volume_clone` operation: a `full` copy of `volume`, or a `space_optimized` qcow2 "
+        "child backed by it, named `name`, in `pool` (default: the volume's own). Refused on its field: a name "
+        "taken or invalid, a pool on another host, not a directory pool, or with too little space. 409: the "
+        "volume is not on a KVM provider. Operator role.",
+    ),
+)
+class VolumeCloneViewSet(_StorageOperationViewSet):
+    kind = Operation.Kind.VOLUME_CLONE
+    body_class = s.VolumeCloneSerializer
+
+    def request_operation(self, data: dict[str, Any]) -> Operation:
+        return call_service(request_volume_clone, user=self.request.user, **data)  # type: ignore[no-any-return]

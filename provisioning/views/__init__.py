@@ -1,0 +1,1 @@
+"""Pages of the provisioning app: golden images, provisioning requests, storage savings, disks and clones."""

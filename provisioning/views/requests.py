@@ -1,0 +1,72 @@
+"""Provisioning requests: the list, and one request's progress per VM, live while it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
+from provisioning import selectors
+from provisioning.models import ProvisionedVM, ProvisioningRequest
+
+V = ProvisionedVM.Status
+# The request page's live regions: the progress card, and the per-VM table with the log.
+LIVE_REGIONS = ("live", "vms")
+# A VM's step → badge colour (the classes of vom.css).
+STEP_CLASS: dict[str, str] = {
+    V.PENDING: "grey",
+    V.CREATING_VOLUME: "blue",
+    V.DEFINING: "blue",
+    V.STARTING: "blue",
+    V.DONE: "green",
+    V.FAILED: "red",
+}
+
+
+def request_list(request: HttpRequest) -> HttpResponse:
+    context = {"page": paginate(request, selectors.request_list())}
+    fragment = requested_fragment(request)
+    if fragment == "table":
+        return render_fragment(request, "provisioning/requests/_table.html", context)
+    if fragment:
+        raise unknown_fragment(fragment)
+    return render(request, "provisioning/requests/list.html", context)
+
+
+def _live_context(provisioning: ProvisioningRequest) -> dict[str, Any]:
+    """The request's operation (read first, with the request), then its VMs and their inventory VMs.
+
+    A VM's row is written before its operation finishes, and the operation finishes after the
+    inventory was refreshed: an answer that shows the operation finished shows every VM's outcome
+    and links them to the inventory.
+    """
+    op = provisioning.operation
+    rows = list(provisioning.vms.all())
+    vms = selectors.vms_by_uuid(provisioning.provider_id, (row.vm_uuid for row in rows))
+    table = [{"row": row, "vm": vms.get(row.vm_uuid), "badge": STEP_CLASS.get(row.status, "grey")} for row in rows]
+    counts = {status: 0 for status in V.values}
+    for row in rows:
+        counts[row.status] += 1
+    return {
+        "provisioning": provisioning,
+        "op": op,
+        "vm_rows": table,
+        "done": counts[V.DONE],
+        "failed": counts[V.FAILED],
+        "in_progress": counts[V.CREATING_VOLUME] + counts[V.DEFINING] + counts[V.STARTING],
+        "waiting": counts[V.PENDING],
+        "log": list(op.log.all()),
+    }
+
+
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    provisioning = get_object_or_404(selectors.request_detail(), pk=pk)
+    context = _live_context(provisioning)
+    fragment = requested_fragment(request)
+    if fragment in LIVE_REGIONS:
+        return render_fragment(request, f"provisioning/requests/_{fragment}.html", context)
+    if fragment:
+        raise unknown_fragment(fragment)
+    return render(request, "provisioning/requests/detail.html", context)

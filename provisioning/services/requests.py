@@ -250,7 +250,9 @@ def validate_request(
         refuse("count", f"Between 1 and {MAX_COUNT} VMs per request.")
     if mode not in Mode.values:
         refuse("mode", f"Choose one of: {', '.join(Mode.values)}.")
-    if first_number > 10**9:
+    if first_number < 0:
+        refuse("first_number", "Zero or more.")
+    elif first_number > 10**9:
         refuse("first_number", "Too large.")
     if "count" not in errors and "first_number" not in errors:
         try:
@@ -356,10 +358,12 @@ def request_provisioning(
     bridge: str = "",
     start: bool = False,
     first_number: int = 1,
+    enqueue: bool = True,
 ) -> ProvisioningRequest:
     """Validate and record a request for ``count`` VMs from ``golden_image``; queue it.
 
-    Raises ValidationError with field errors when the request cannot be met.
+    ``enqueue=False`` records it only: the caller executes it (``execute_provisioning``), e.g. the
+    command line without a worker. Raises ValidationError with field errors when it cannot be met.
     """
     require_libvirt(golden_image.provider)
     return _record(
@@ -376,6 +380,7 @@ def request_provisioning(
         bridge=bridge,
         start=start,
         first_number=first_number,
+        enqueue=enqueue,
     )
 
 
@@ -393,6 +398,7 @@ def request_vm_from_volume(
     network: str = "",
     bridge: str = "",
     start: bool = False,
+    enqueue: bool = True,
 ) -> ProvisioningRequest:
     """A new VM ``name`` whose boot disk is made from a pool volume (a full copy or a child of it),
     defined like ``template_vm``. Executed like any provisioning request.
@@ -412,6 +418,7 @@ def request_vm_from_volume(
         bridge=bridge,
         start=start,
         first_number=1,
+        enqueue=enqueue,
     )
 
 
@@ -430,6 +437,7 @@ def _record(
     bridge: str,
     start: bool,
     first_number: int,
+    enqueue: bool,
 ) -> ProvisioningRequest:
     names, host, errors = validate_request(
         source=source,
@@ -490,7 +498,8 @@ def _record(
             for index, name in enumerate(names)
         )
     op_id = op.pk
-    transaction.on_commit(lambda: _enqueue(op_id))
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(op_id))
     return request
 
 

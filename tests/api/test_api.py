@@ -11,10 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inventory import selectors
-from vom.api_urls import router
 from inventory.filters import VMFilterSet
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine
 from tests.factories import make_inventory, make_provider, make_user
+from vom.api_urls import router
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,12 @@ def test_router_registers_every_resource():
         "volumes",
         "networks",
         "discoveries",
+        "golden-images",
+        "provisioning-requests",
+        "storage-savings",
+        "data-disks",
+        "disk-resizes",
+        "volume-clones",
         "operations",
     }
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.urls import reverse
 
 from inventory.models import Operation
@@ -27,20 +24,6 @@ OPTIONS = {
     "first_number": "first-number",
     "memory_mib": "memory-mib",
 }
-
-
-@contextmanager
-def tasks_in_this_process() -> Iterator[None]:
-    """Tasks sent meanwhile run here and now (Celery's eager mode), never through the broker to a worker."""
-    from provisioning.tasks import run_provisioning
-
-    conf = run_provisioning.app.conf
-    eager = conf.task_always_eager
-    conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        conf.task_always_eager = eager
 
 
 class Command(BaseCommand):
@@ -106,16 +89,10 @@ class Command(BaseCommand):
             self.follow(provisioning, o["interval"])
 
     def run_here(self, request: dict[str, Any]) -> ProvisioningRequest:
-        """Record the request and execute it in this process: the enqueue, when the request commits, runs
-        the task here; if this runs inside an outer transaction (the enqueue waits for its commit), the
-        request is executed directly — the enqueued task then finds it claimed and does nothing.
-        """
-        with tasks_in_this_process():
-            with transaction.atomic():
-                provisioning = request_provisioning(**request)
-                self.announce(provisioning, "running in this process")
-            if Operation.objects.filter(pk=provisioning.operation_id, status=Operation.Status.PENDING).exists():
-                execute_provisioning(provisioning.operation_id)
+        """Record the request without queuing it and execute it in this process (no worker, no broker)."""
+        provisioning = request_provisioning(**request, enqueue=False)
+        self.announce(provisioning, "running in this process")
+        execute_provisioning(provisioning.operation_id)
         return provisioning
 
     def announce(self, provisioning: ProvisioningRequest, what: str) -> None:

@@ -290,7 +290,7 @@ def test_unregistering_asks_first_and_keeps_the_volume(admin_client, golden, pro
     assert StorageVolume.objects.filter(pool__provider=kvm, path=GOLDEN_PATH).exists()
     # The request made from it is still shown, with the image's name.
     page = admin_client.get(provisioned.get_absolute_url()).content.decode()
-    assert "debian-12" in page and "(unregistered)" in page
+    assert "debian-12" in page and "(not a registered golden image)" in page
 
 
 def test_golden_image_names_are_escaped(admin_client, admin_user, kvm):

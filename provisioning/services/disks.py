@@ -206,8 +206,10 @@ def request_disk_resize(*, vm: VirtualMachine, disk: VirtualDisk, size_bytes: in
     if not disk.source:
         raise ValidationError({"disk": [f"{disk.target} has no source to resize."]})
     current = disk.volume.capacity_bytes if disk.volume is not None else 0
-    if size_bytes > MAX_DISK_BYTES:
-        raise ValidationError({"size_gib": [f"At most {human_bytes(MAX_DISK_BYTES)}."]})
+    if not MIN_DISK_BYTES <= size_bytes <= MAX_DISK_BYTES:
+        raise ValidationError(
+            {"size_gib": [f"Between {human_bytes(MIN_DISK_BYTES)} and {human_bytes(MAX_DISK_BYTES)}."]}
+        )
     if current and size_bytes <= current:
         raise ValidationError(
             {

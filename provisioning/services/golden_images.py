@@ -82,6 +82,14 @@ def register_golden_image(
 
     provider = volume.pool.provider
     require_libvirt(provider)
+    if not template_vm.disks.filter(source=volume.path).exists():
+        raise ValidationError(
+            {
+                "template_vm": [
+                    f"VM {template_vm.name!r} does not use {volume.name}: choose the VM the image was made in."
+                ]
+            }
+        )
     if template_vm.provider_id != provider.pk:
         raise ValidationError(
             {"template_vm": [f"VM {template_vm.name!r} is not on {provider.name}, the volume's host."]}

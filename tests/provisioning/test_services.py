@@ -363,3 +363,36 @@ def test_an_abandoned_request_frees_its_names(golden, kvm, django_capture_on_com
     request.operation.refresh_from_db()
     assert request.operation.status == Operation.Status.FAILED and request.operation.message == "abandoned"
     assert request.vms.get(name="web-01").error.endswith("volume web-01.qcow2 may be left in pool images")
+
+
+def test_golden_image_volume_and_vm_must_belong_together(kvm):
+    from provisioning.services.golden_images import register_golden_image
+
+    volume = StorageVolume.objects.get(pool__provider=kvm, path=GOLDEN_PATH)
+    other = VirtualMachine.objects.get(provider=kvm, name="app-01")
+    with pytest.raises(ValidationError) as exc:
+        register_golden_image(name="x", volume=volume, template_vm=other, user=None)
+    assert "does not use golden.qcow2" in exc.value.message_dict["template_vm"][0]
+
+
+def test_golden_image_from_a_running_vm_is_refused(kvm):
+    from provisioning.services.golden_images import register_golden_image
+
+    running = VirtualMachine.objects.get(provider=kvm, name="app-01")
+    with pytest.raises(ValidationError) as exc:
+        register_golden_image(name="x", template_vm=running, user=None)
+    assert exc.value.message_dict["template_vm"] == [
+        "VM 'app-01' is running: shut it down first, a golden image must be quiescent."
+    ]
+
+
+def test_disk_resize_needs_a_sensible_size(kvm):
+    from provisioning.services.disks import request_disk_resize
+
+    vm = VirtualMachine.objects.get(provider=kvm, name="golden-vm")
+    disk = vm.disks.get(target="vda")
+    disk.volume = None
+    disk.save()
+    with pytest.raises(ValidationError) as exc:
+        request_disk_resize(vm=vm, disk=disk, size_bytes=-5, user=None)
+    assert "Between" in exc.value.message_dict["size_gib"][0]

@@ -219,14 +219,15 @@ def test_provision_wait_follows_the_request_until_done(golden):
 @pytest.fixture
 def no_broker():
     """Celery as in production, with a broker nobody listens on: a task sent to it is not run."""
+    from tests.realparts import _reset_broker_connections
     from vom.celery import app
 
     old = (app.conf.task_always_eager, app.conf.broker_url)
     app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0")
-    app._pool = None
+    _reset_broker_connections(app)  # connections pooled for the real worker's broker must not be reused
     yield app
     app.conf.update(task_always_eager=old[0], broker_url=old[1])
-    app._pool = None
+    _reset_broker_connections(app)
 
 
 @pytest.mark.django_db(transaction=True)

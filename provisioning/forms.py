@@ -14,7 +14,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from inventory.forms import ServiceErrorsMixin
-from inventory.models import Host, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import Host, Network, StoragePool, StorageVolume, VirtualMachine
 from provisioning import selectors
 from provisioning.models import GoldenImage, Mode
 from provisioning.services.common import GiB, MiB, human_bytes
@@ -61,6 +61,14 @@ class TemplateVMChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
 class HostChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: Any) -> str:
         return str(obj.hostname)
+
+
+def _network_choices(provider_id: int) -> list[tuple[str, str]]:
+    """The provider's present networks for the first NIC; empty keeps the template's."""
+    networks = Network.objects.filter(provider_id=provider_id, removed_at__isnull=True).order_by("name")
+    return [("", "— as in the template —")] + [
+        (n.name, f"{n.name} ({n.bridge})" if n.bridge else n.name) for n in networks
+    ]
 
 
 def _size_bytes(gib: Decimal) -> int:
@@ -170,10 +178,7 @@ class ProvisionForm(ServiceErrorsMixin, forms.Form):
         self.fields["host"].queryset = Host.objects.filter(  # type: ignore[attr-defined]
             provider_id=provider_id, removed_at__isnull=True
         ).order_by("hostname", "pk")
-        networks = image.provider.networks.filter(removed_at__isnull=True).order_by("name")
-        self.fields["network"].choices = [("", "— as in the template —")] + [  # type: ignore[attr-defined]
-            (n.name, f"{n.name} ({n.bridge})" if n.bridge else n.name) for n in networks
-        ]
+        self.fields["network"].choices = _network_choices(provider_id)  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -283,3 +288,103 @@ class VolumeCloneForm(ServiceErrorsMixin, forms.Form):
         self.fields["pool"].queryset = StoragePool.objects.filter(  # type: ignore[attr-defined]
             provider_id=volume.pool.provider_id, removed_at__isnull=True
         ).order_by("name", "pk")
+
+
+class VolumeTemplateVMChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """A VM of the volume's provider, with what a new VM takes from it when vCPUs and memory are left empty."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        vcpus = f"{obj.vcpus} vCPU{'s' if obj.vcpus != 1 else ''}" if obj.vcpus else "? vCPUs"
+        memory = human_bytes(obj.memory_bytes) if obj.memory_bytes else "? memory"
+        return f"{obj.name} ({vcpus}, {memory}, {obj.get_state_display().lower()})"
+
+
+class VMFromVolumeForm(ServiceErrorsMixin, forms.Form):
+    """One new VM whose boot disk is made from a pool volume, defined like a chosen VM."""
+
+    name = forms.CharField(
+        label="VM name",
+        max_length=63,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "placeholder": "web-02"}),
+    )
+    template_vm = VolumeTemplateVMChoiceField(
+        label="Template VM",
+        queryset=VirtualMachine.objects.none(),
+        empty_label="— choose a VM —",
+        help_text="The new VM is defined like this VM (with a new name, UUID and MAC addresses). Only its "
+        "definition is read: it may run.",
+    )
+    mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.FULL, widget=forms.RadioSelect)
+    pool = PoolChoiceField(
+        label="Target pool", queryset=StoragePool.objects.none(), help_text="Where the boot disk is made."
+    )
+    vcpus = forms.IntegerField(
+        label="vCPUs", min_value=1, max_value=MAX_VCPUS_INPUT, required=False, help_text="Empty: the template VM's."
+    )
+    memory_mib = forms.IntegerField(
+        label="Memory (MiB)",
+        min_value=1,
+        max_value=MAX_MEMORY_MIB_INPUT,
+        required=False,
+        help_text="Empty: the template VM's.",
+    )
+    network = forms.ChoiceField(
+        required=False, help_text="libvirt network of the first NIC. Empty: as in the template."
+    )
+    bridge = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Or a host bridge for the first NIC (e.g. br0), instead of a network.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "placeholder": "br0"}),
+    )
+    start = forms.BooleanField(
+        label="Start the VM after creation",
+        required=False,
+        help_text="A copy of a disk not prepared as an image boots with the original's host name and addresses.",
+    )
+
+    def __init__(self, *args: Any, volume: StorageVolume, **kwargs: Any) -> None:
+        self.volume = volume
+        provider_id = volume.pool.provider_id
+        present_vms = VirtualMachine.objects.filter(provider_id=provider_id, removed_at__isnull=True)
+        initial: dict[str, Any] = {"pool": volume.pool_id}
+        if volume.path:
+            # The VM the volume belongs to is the likeliest template.
+            owner = present_vms.filter(disks__source=volume.path).order_by("name", "pk").values_list("pk", flat=True)
+            initial["template_vm"] = owner.first()
+        kwargs.setdefault("initial", initial)
+        super().__init__(*args, **kwargs)
+        self.fields["template_vm"].queryset = present_vms.order_by("name", "pk")  # type: ignore[attr-defined]
+        self.fields["pool"].queryset = StoragePool.objects.filter(  # type: ignore[attr-defined]
+            provider_id=provider_id, removed_at__isnull=True
+        ).order_by("name", "pk")
+        self.fields["network"].choices = _network_choices(provider_id)  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("network") and data.get("bridge"):
+            self.add_error("bridge", "Give a network or a bridge, not both.")
+        return data
+
+    def add_service_errors(self, exc: ValidationError) -> None:
+        # The service checks the name as a one-VM name pattern and reports it under that name.
+        if hasattr(exc, "error_dict"):
+            exc = ValidationError(
+                {"name" if field == "name_pattern" else field: errors for field, errors in exc.error_dict.items()}
+            )
+        super().add_service_errors(exc)
+
+    def service_arguments(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        memory_mib = data["memory_mib"]
+        return {
+            "name": data["name"],
+            "template_vm": data["template_vm"],
+            "mode": data["mode"],
+            "pool": data["pool"],
+            "vcpus": data["vcpus"],
+            "memory_bytes": memory_mib * MiB if memory_mib is not None else None,
+            "network": data["network"] or "",
+            "bridge": (data["bridge"] or "").strip(),
+            "start": data["start"],
+        }

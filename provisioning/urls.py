@@ -17,4 +17,5 @@ urlpatterns = [
     path("vms/<int:pk>/disks/add/", storage.vm_disk_add, name="vm-disk-add"),
     path("vms/<int:pk>/disks/<int:disk_pk>/resize/", storage.vm_disk_resize, name="vm-disk-resize"),
     path("volumes/<int:pk>/clone/", storage.volume_clone, name="volume-clone"),
+    path("volumes/<int:pk>/new-vm/", storage.volume_new_vm, name="volume-new-vm"),
 ]

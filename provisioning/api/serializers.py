@@ -211,6 +211,38 @@ class ProvisionSerializer(serializers.Serializer[Any]):
     start = serializers.BooleanField(required=False, default=False)
 
 
+class VMFromVolumeSerializer(serializers.Serializer[Any]):
+    """One new VM whose boot disk is a full copy or a space-optimized child of ``volume``, defined like
+    ``template_vm``. ``vcpus``/``memory_mib`` default to the template VM's."""
+
+    volume = _object(StorageVolume, "volume", StorageVolume.objects.select_related("pool", "pool__provider"))
+    template_vm = _object(
+        VirtualMachine,
+        "VM",
+        VirtualMachine.objects.select_related("provider"),
+        help_text="The new VM is defined like this VM of the volume's provider; only its definition is read, so it "
+        "may run.",
+    )
+    name = serializers.CharField(max_length=100, help_text="The new VM's name; its boot volume is <name>.qcow2/.img.")
+    mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.FULL)
+    pool = _object(
+        StoragePool,
+        "storage pool",
+        StoragePool.objects.select_related("provider"),
+        required=False,
+        allow_null=True,
+        help_text="Where the boot volume is made. Default: the volume's pool.",
+    )
+    host = _object(
+        Host, "host", required=False, allow_null=True, help_text="Default: the provider's host (KVM: the only one)."
+    )
+    vcpus = serializers.IntegerField(min_value=0, max_value=MAX_NUMBER_INPUT, required=False, allow_null=True)
+    memory_mib = serializers.IntegerField(min_value=0, max_value=MAX_MEMORY_MIB_INPUT, required=False, allow_null=True)
+    network = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    bridge = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    start = serializers.BooleanField(required=False, default=False)
+
+
 # --- provisioning requests --------------------------------------------------------------------------
 
 
@@ -279,6 +311,7 @@ class ProvisioningRequestSerializer(serializers.ModelSerializer[ProvisioningRequ
             "finished",
             "golden_image",
             "golden_image_name",
+            "from_golden_image",
             "provider",
             "provider_name",
             "source_path",

@@ -1,4 +1,4 @@
-"""Provisioning REST API: golden images, provisioning requests, storage savings, disks and clones.
+"""Provisioning REST API: golden images, provisioning requests, VMs from volumes, storage savings, disks, clones.
 
 Thin, like the inventory's API: validate the body's shape, call one service, answer. Status codes are
 the inventory API's (see ``inventory.api.views``):
@@ -8,8 +8,8 @@ the inventory API's (see ``inventory.api.views``):
 - 400 bad input with field errors (``{"field": ["why"]}``): unknown ids, a name pattern that gives a
   taken or invalid name, a pool on another provider or of the wrong type, too little space, a running
   template VM, a virtio disk resized while its VM runs …;
-- 403 signed in without the role: viewer reads; operator provisions, adds and resizes disks, clones
-  volumes; admin registers and unregisters golden images;
+- 403 signed in without the role: viewer reads; operator provisions (from golden images or volumes),
+  adds and resizes disks, clones volumes; admin registers and unregisters golden images;
 - 404 no such object in the URL; 405 method not allowed;
 - 409 refused in the object's current state, with ``{"detail": "reason"}``: the VM already has an
   operation in progress, was removed, or is not on a KVM provider; the host cannot be reached.
@@ -47,7 +47,7 @@ from provisioning.models import GoldenImage, Mode, ProvisionedVM
 from provisioning.services.common import MiB
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
-from provisioning.services.requests import request_provisioning
+from provisioning.services.requests import request_provisioning, request_vm_from_volume
 from provisioning.services.savings import image_savings, pool_savings
 
 FIELD_ERRORS = OpenApiResponse(description='Field errors: `{"field": ["why"]}`.')
@@ -214,7 +214,8 @@ class GoldenImageViewSet(
     retrieve=extend_schema(description="One request with one row per VM: its step, outcome, volume and VM."),
 )
 class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
-    """Provisioning requests (read-only: they are made by ``POST /api/golden-images/{id}/provision/``)."""
+    """Provisioning requests (read-only: they are made by ``POST /api/golden-images/{id}/provision/`` and
+    ``POST /api/vms-from-volume/``)."""
 
     filterset_class = ProvisioningRequestFilterSet
     ordering_fields = ["id", "count", "golden_image_name", "operation__created", "operation__status"]
@@ -229,6 +230,67 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
         if self.action == "retrieve":
             return s.ProvisioningRequestDetailSerializer
         return s.ProvisioningRequestSerializer
+
+
+# --- a new VM from a pool volume ----------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Provisioning requests made from a pool volume rather than a golden image "
+        "(`from_golden_image` false), newest first."
+    ),
+    create=extend_schema(
+        request=s.VMFromVolumeSerializer,
+        responses={
+            202: OpenApiResponse(
+                s.ProvisioningRequestDetailSerializer,
+                description="Queued. `Location` is the request's URL: poll it for progress and the VM's outcome.",
+            ),
+            400: FIELD_ERRORS,
+            409: REFUSED,
+        },
+        summary="Provision a VM from a pool volume",
+        description="Validate and queue a provisioning request for one VM `name` whose boot disk is a `full` copy or "
+        "a `space_optimized` child of `volume`, made in `pool` (default: the volume's), defined like `template_vm` "
+        "(its definition is read from the host now, with a new name, UUID and MACs; `vcpus`/`memory_mib` default to "
+        "its own) and started if `start`. Refused with field errors before anything is made: the volume in use by a "
+        "VM that is not shut off (`volume`), a template VM of another provider (`template_vm`), a name taken or "
+        "invalid (`name`), a pool on another provider, not a directory pool, or with too little space, an unknown "
+        "network or host. 409: the volume is not on a KVM provider, or the host cannot be reached. Operator role.",
+    ),
+)
+class VMFromVolumeViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """POST queues a one-VM provisioning request (202 + ``Location``); GET lists the requests made from volumes."""
+
+    filterset_class = ProvisioningRequestFilterSet
+    ordering_fields = ["id", "golden_image_name", "operation__created", "operation__status"]
+    ordering = ["-id"]
+    write_role = OPERATOR
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return selectors.request_list().filter(from_golden_image=False)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        return s.VMFromVolumeSerializer if self.action == "create" else s.ProvisioningRequestSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = s.VMFromVolumeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        memory_mib = data.pop("memory_mib", None)
+        if data.get("pool") is None:
+            data["pool"] = data["volume"].pool
+        provisioning = call_service(
+            request_vm_from_volume,
+            renamed={"name_pattern": "name"},  # the service checks the name as a one-VM name pattern
+            user=request.user,
+            memory_bytes=memory_mib * MiB if memory_mib is not None else None,
+            **data,
+        )
+        provisioning = selectors.request_list().get(pk=provisioning.pk)
+        payload = s.ProvisioningRequestDetailSerializer(provisioning, context={"request": request}).data
+        return _accepted(request, payload, "api:provisioningrequest-detail", provisioning.pk)
 
 
 # --- storage savings per pool -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Storage for existing VMs and volumes: add a data disk, resize a disk, clone a volume."""
+"""Storage for existing VMs and volumes: add a data disk, resize a disk, clone a volume, a new VM from a volume."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from inventory import selectors as inventory_selectors
 from inventory.models import Provider, StorageVolume, VirtualDisk, VirtualMachine
 from inventory.roles import OPERATOR, role_required
-from provisioning.forms import DiskAddForm, DiskResizeForm, VolumeCloneForm
+from provisioning.forms import DiskAddForm, DiskResizeForm, VMFromVolumeForm, VolumeCloneForm
 from provisioning.services.common import GiB
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
+from provisioning.services.requests import request_vm_from_volume
 
 
 def _vm_unavailable(vm: VirtualMachine) -> str:
@@ -23,6 +24,13 @@ def _vm_unavailable(vm: VirtualMachine) -> str:
         return f"{vm.provider.get_kind_display()} VMs get their disks from their manager, not from this console."
     if vm.removed_at is not None:
         return f"VM {vm.name} was removed on {vm.removed_at:%Y-%m-%d %H:%M}."
+    return ""
+
+
+def _volume_unavailable(volume: StorageVolume, done: str) -> str:
+    """Why the page offers no form for ``volume`` (the service refuses these too)."""
+    if volume.pool.provider.kind != Provider.Kind.LIBVIRT:
+        return f"Volumes of {volume.pool.provider.get_kind_display()} providers are not {done} from this console."
     return ""
 
 
@@ -79,10 +87,24 @@ def volume_clone(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, f"Cloning {volume.name} to {data['name']} queued (operation #{op.pk}).")
             return redirect(op)
-    unavailable = ""
-    if volume.pool.provider.kind != Provider.Kind.LIBVIRT:
-        unavailable = (
-            f"Volumes of {volume.pool.provider.get_kind_display()} providers are not cloned from this console."
-        )
-    context = {"volume": volume, "form": form, "unavailable": unavailable}
+    context = {"volume": volume, "form": form, "unavailable": _volume_unavailable(volume, "cloned")}
     return render(request, "provisioning/storage/volume_clone.html", context)
+
+
+@role_required(OPERATOR)
+def volume_new_vm(request: HttpRequest, pk: int) -> HttpResponse:
+    volume = get_object_or_404(StorageVolume.objects.select_related("pool", "pool__provider"), pk=pk)
+    form = VMFromVolumeForm(request.POST if request.method == "POST" else None, volume=volume)
+    if request.method == "POST" and form.is_valid():
+        try:
+            provisioning = request_vm_from_volume(volume=volume, user=request.user, **form.service_arguments())
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            messages.success(
+                request,
+                f"New VM {form.cleaned_data['name']} from {volume.name} queued (request #{provisioning.pk}).",
+            )
+            return redirect(provisioning)
+    context = {"volume": volume, "form": form, "unavailable": _volume_unavailable(volume, "made into VMs")}
+    return render(request, "provisioning/storage/volume_new_vm.html", context)

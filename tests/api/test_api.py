@@ -45,6 +45,7 @@ def test_router_registers_every_resource():
         "discoveries",
         "golden-images",
         "provisioning-requests",
+        "vms-from-volume",
         "storage-savings",
         "data-disks",
         "disk-resizes",

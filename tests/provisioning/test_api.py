@@ -593,13 +593,124 @@ def test_viewer_cannot_add_resize_or_clone(viewer_api, kvm):
         assert viewer_api.get(reverse(f"api:{name}-list")).json()["count"] == 0
 
 
+# --- a new VM from a pool volume ---------------------------------------------------------------------
+
+
+def _vm_from_volume(api, kvm, **body):
+    data = {
+        "volume": _volume(kvm, "old-web.qcow2").pk,
+        "template_vm": _vm(kvm, "app-01").pk,
+        "name": "web-new",
+        **body,
+    }
+    return api.post(reverse("api:vmfromvolume-list"), data, format="json")
+
+
+def test_a_vm_is_provisioned_from_a_pool_volume(operator_api, golden, kvm, django_capture_on_commit_callbacks):
+    assert _provision(operator_api, golden, count=1).status_code == 202  # from the image: not listed below
+    source = _volume(kvm, "old-web.qcow2")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _vm_from_volume(operator_api, kvm, mode="space_optimized", vcpus=2, network="default", start=True)
+    assert response.status_code == 202, response.json()
+    queued = response.json()
+    assert (queued["status"], queued["requested_by"], queued["from_golden_image"]) == ("pending", "oscar", False)
+    assert (queued["golden_image"], queued["golden_image_name"], queued["source_path"]) == (
+        None,
+        "old-web.qcow2",
+        source.path,
+    )
+    assert [vm["name"] for vm in queued["vms"]] == ["web-new"] and queued["pool_name"] == "images"
+    assert response["Location"].endswith(reverse("api:provisioningrequest-detail", args=[queued["id"]]))
+
+    detail = operator_api.get(response["Location"]).json()
+    assert (detail["status"], detail["done"], detail["failed"]) == ("succeeded", 1, 0), detail["error"]
+    assert (detail["vcpus"], detail["memory_bytes"]) == (2, 1024**3)  # memory: app-01's
+    vm = _vm(kvm, "web-new")
+    (row,) = detail["vms"]
+    assert (row["vm"], row["volume_path"]) == (vm.pk, f"{IMAGES}/web-new.qcow2")
+    assert vm.state == "running" and vm.uuid != _vm(kvm, "app-01").uuid
+    boot = _volume(kvm, "web-new.qcow2")
+    assert (boot.path, boot.backing_store, boot.format) == (f"{IMAGES}/web-new.qcow2", source.path, "qcow2")
+    assert VirtualDisk.objects.filter(vm=vm, source=boot.path).exists()
+
+    listed = operator_api.get(reverse("api:vmfromvolume-list")).json()
+    assert [r["id"] for r in listed["results"]] == [queued["id"]]
+    assert operator_api.get(reverse("api:vmfromvolume-list"), {"status": "pending"}).json()["count"] == 0
+
+
+def test_a_volume_in_use_by_a_running_vm_is_refused_on_the_volume(operator_api, kvm):
+    response = _vm_from_volume(operator_api, kvm, volume=_volume(kvm, "app-01.qcow2").pk)
+    assert response.status_code == 400
+    assert response.json() == {"volume": ["app-01.qcow2 is in use by VM 'app-01', which is running."]}
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"volume": 987654}, "volume", "No volume with id 987654."),
+        ({"template_vm": 987654}, "template_vm", "No VM with id 987654."),
+        ({"template_vm": None}, "template_vm", "This field may not be null."),
+        ({"name": "a b"}, "name", "'a b' is not a valid VM name"),
+        ({"name": "web-{n}"}, "name", "'web-{n}' is not a valid VM name"),
+        ({"name": ""}, "name", "This field may not be blank."),
+        ({"name": "app-01"}, "name", "Already in use on this host: app-01."),
+        ({"name": "golden"}, "name", "Volumes already in pool images: golden.qcow2."),
+        ({"mode": "thin"}, "mode", '"thin" is not a valid choice.'),
+        ({"pool": "lvm"}, "pool", "Storage pool lvm is a logical pool: use a directory or file-system pool."),
+        ({"pool": 987654}, "pool", "No storage pool with id 987654."),
+        ({"host": 987654}, "host", "No host with id 987654."),
+        ({"network": "nowhere"}, "network", "No network 'nowhere' is known on this host."),
+        ({"network": "default", "bridge": "br0"}, "bridge", "Give a network or a bridge, not both."),
+        ({"memory_mib": 16}, "memory_mib", "At least 64 MiB."),
+        ({"vcpus": 0}, "vcpus", "Between 1 and 512."),
+    ],
+)
+def test_vm_from_volume_field_errors(operator_api, kvm, body, field, reason):
+    if body.get("pool") == "lvm":
+        body["pool"] = _pool(kvm, "lvm").pk
+    response = _vm_from_volume(operator_api, kvm, **body)
+    assert response.status_code == 400, response.json()
+    assert response.json()[field][0].startswith(reason), response.json()
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
+
+
+def test_a_template_vm_of_another_provider_is_refused(operator_api, kvm):
+    other = _other_provider_pool().provider
+    vm = VirtualMachine.objects.filter(provider=other).first()
+    response = _vm_from_volume(operator_api, kvm, template_vm=vm.pk)
+    assert response.status_code == 400
+    assert response.json()["template_vm"] == [f"VM {vm.name!r} is not a present VM on kvm-prov."]
+
+
+def test_a_volume_of_another_platform_is_refused_with_409(operator_api, db):
+    rhev = make_provider("rhev-m", uri="https://rhevm.example.com/ovirt-engine/api", kind="rhev")
+    pool = StoragePool.objects.create(provider=rhev, uuid="sd-1", name="data1", type="data", active=True)
+    volume = StorageVolume.objects.create(pool=pool, name="disk-1", key="disk-1", path="/rhev/disk-1")
+    vm = VirtualMachine.objects.create(provider=rhev, uuid="rhev-vm-1", name="rhev-vm", state="down")
+    response = operator_api.post(
+        reverse("api:vmfromvolume-list"), {"volume": volume.pk, "template_vm": vm.pk, "name": "x"}, format="json"
+    )
+    assert response.status_code == 409
+    assert "provisioning from this console works on KVM (libvirt) providers" in response.json()["detail"]
+    assert not ProvisioningRequest.objects.exists()
+
+
+def test_viewer_cannot_provision_from_a_volume(viewer_api, kvm):
+    response = _vm_from_volume(viewer_api, kvm)
+    assert response.status_code == 403 and "operator" in response.json()["detail"]
+    assert viewer_api.get(reverse("api:vmfromvolume-list")).json()["count"] == 0
+    assert not ProvisioningRequest.objects.exists()
+
+
 def test_the_schema_documents_the_provisioning_endpoints(viewer_api):
     schema = viewer_api.get(reverse("api:schema"), {"format": "json"}).json()
     paths = schema["paths"]
     assert set(paths["/api/golden-images/{id}/provision/"]["post"]["responses"]) == {"202", "400", "409"}
     assert set(paths["/api/golden-images/"]["post"]["responses"]) == {"201", "400", "409"}
-    for path in ("/api/data-disks/", "/api/disk-resizes/", "/api/volume-clones/"):
+    for path in ("/api/data-disks/", "/api/disk-resizes/", "/api/volume-clones/", "/api/vms-from-volume/"):
         assert set(paths[path]["post"]["responses"]) == {"202", "400", "409"}, path
+    assert "get" in paths["/api/vms-from-volume/"]
     for path in (
         "/api/golden-images/{id}/savings/",
         "/api/provisioning-requests/{id}/",
@@ -609,6 +720,20 @@ def test_the_schema_documents_the_provisioning_endpoints(viewer_api):
         assert "get" in paths[path], path
     body = schema["components"]["schemas"]["Provision"]["properties"]
     assert {"count", "name_pattern", "first_number", "mode", "pool", "host", "network", "bridge", "start"} <= set(body)
+    body = schema["components"]["schemas"]["VMFromVolume"]["properties"]
+    assert set(body) == {
+        "volume",
+        "template_vm",
+        "name",
+        "mode",
+        "pool",
+        "host",
+        "vcpus",
+        "memory_mib",
+        "network",
+        "bridge",
+        "start",
+    }
 
 
 def test_provisioned_vm_rows_are_stored_per_vm(operator_api, golden):

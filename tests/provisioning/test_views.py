@@ -123,6 +123,7 @@ def _change_urls(golden: GoldenImage, kvm: Provider) -> dict[str, str]:
         "disk_add": reverse("vm-disk-add", args=[app.pk]),
         "disk_resize": reverse("vm-disk-resize", args=[app.pk, disk.pk]),
         "clone": reverse("volume-clone", args=[volume.pk]),
+        "new_vm": reverse("volume-new-vm", args=[volume.pk]),
     }
 
 
@@ -140,7 +141,7 @@ def test_an_operator_may_provision_and_add_disks_but_not_register_or_unregister(
     for name in ("add", "delete"):
         assert operator_client.get(urls[name]).status_code == 403, name
         assert operator_client.post(urls[name]).status_code == 403, name
-    for name in ("provision", "disk_add", "disk_resize", "clone"):
+    for name in ("provision", "disk_add", "disk_resize", "clone", "new_vm"):
         assert operator_client.get(urls[name]).status_code == 200, name
     assert GoldenImage.objects.filter(pk=golden.pk).exists()
 
@@ -185,13 +186,15 @@ def test_disk_and_volume_actions_show_for_the_roles_that_may_use_them(
 
     shared = StorageVolume.objects.get(pool__provider=kvm, name="shared.img")
     clone = reverse("volume-clone", args=[shared.pk])
+    new_vm = reverse("volume-new-vm", args=[shared.pk])
     register_volume = f"{reverse('golden-image-add')}?volume={shared.pk}"
     volumes = reverse("volume-list")
     admin_html = admin_client.get(volumes).content.decode()
-    assert clone in admin_html and register_volume in admin_html
+    assert clone in admin_html and new_vm in admin_html and register_volume in admin_html
     operator_html = operator_client.get(volumes).content.decode()
-    assert clone in operator_html and register_volume not in operator_html
-    assert clone not in viewer_client.get(volumes).content.decode()
+    assert clone in operator_html and new_vm in operator_html and register_volume not in operator_html
+    viewer_html = viewer_client.get(volumes).content.decode()
+    assert clone not in viewer_html and new_vm not in viewer_html
 
 
 def test_no_disk_or_clone_actions_for_vms_and_volumes_of_other_platforms(operator_client, db):
@@ -552,6 +555,111 @@ def test_a_volume_is_cloned_from_its_form(operator_client, kvm, django_capture_o
     assert op.status == Operation.Status.SUCCEEDED, op.error
     child = StorageVolume.objects.get(pool__provider=kvm, name="child.qcow2")
     assert child.backing_store == GOLDEN_PATH
+
+
+def _new_vm_data(kvm: Provider, **changes: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "name": "web-new",
+        "template_vm": _vm(kvm, "golden-vm").pk,
+        "mode": Mode.FULL,
+        "pool": _pool(kvm).pk,
+        "vcpus": "",
+        "memory_mib": "",
+        "network": "",
+        "bridge": "",
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_a_new_vm_is_made_from_a_volume_from_its_form(operator_client, kvm, django_capture_on_commit_callbacks):
+    source = StorageVolume.objects.get(pool__provider=kvm, name="old-web.qcow2")
+    url = reverse("volume-new-vm", args=[source.pk])
+    page = operator_client.get(url)
+    form = page.context["form"]
+    assert form["pool"].value() == source.pool_id and form["mode"].value() == Mode.FULL
+    assert not form["start"].value()
+    html = page.content.decode()
+    assert '<option value="default">default (virbr0)</option>' in html
+    assert "app-01 (1 vCPU, 1.0 GiB, running)" in html  # a running VM may be the template
+    # The VM whose boot disk the volume is comes chosen as the template.
+    golden_volume = StorageVolume.objects.get(pool__provider=kvm, name="golden.qcow2")
+    chosen = operator_client.get(reverse("volume-new-vm", args=[golden_volume.pk])).context["form"]
+    assert chosen["template_vm"].value() == _vm(kvm, "golden-vm").pk
+
+    app = _vm(kvm, "app-01")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(url, _new_vm_data(kvm, template_vm=app.pk, memory_mib=512, start="on"))
+    request = ProvisioningRequest.objects.get()
+    assert response.status_code == 302 and response["Location"] == request.get_absolute_url()
+    assert not request.from_golden_image and request.golden_image_name == "old-web.qcow2"
+    assert (request.count, request.vcpus, request.memory_bytes) == (1, 1, 512 * 1024**2)  # vCPUs: app-01's
+    request.operation.refresh_from_db()
+    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+
+    vm = _vm(kvm, "web-new")
+    assert vm.state == VirtualMachine.State.RUNNING and vm.uuid != app.uuid
+    boot = StorageVolume.objects.get(pool__provider=kvm, name="web-new.qcow2")
+    assert boot.path == f"{IMAGES}/web-new.qcow2" and boot.backing_store == ""  # a full copy
+    assert VirtualDisk.objects.filter(vm=vm, source=f"{IMAGES}/web-new.qcow2").exists()
+    html = operator_client.get(request.get_absolute_url()).content.decode()
+    assert f'href="{vm.get_absolute_url()}"' in html and "not a registered golden image" in html
+
+
+def test_a_volume_in_use_by_a_running_vm_is_refused_with_the_reason(operator_client, kvm):
+    busy = StorageVolume.objects.get(pool__provider=kvm, name="app-01.qcow2")
+    response = operator_client.post(reverse("volume-new-vm", args=[busy.pk]), _new_vm_data(kvm))
+    assert response.status_code == 200
+    reason = "app-01.qcow2 is in use by VM 'app-01', which is running."
+    assert reason in response.context["form"].non_field_errors()
+    assert "app-01.qcow2 is in use by VM &#x27;app-01&#x27;, which is running." in response.content.decode()
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"name": "a b"}, "name", "'a b' is not a valid VM name"),
+        ({"name": "web{n}"}, "name", "'web{n}' is not a valid VM name"),
+        ({"name": ""}, "name", "required"),
+        ({"name": "app-01"}, "name", "Already in use on this host: app-01"),
+        ({"name": "golden"}, "name", "Volumes already in pool images: golden.qcow2"),
+        ({"template_vm": ""}, "template_vm", "required"),
+        ({"mode": "thin"}, "mode", "valid choice"),
+        ({"pool": "lvm"}, "pool", "use a directory or file-system pool"),
+        ({"vcpus": 9999}, "vcpus", "Between 1 and 512"),
+        ({"memory_mib": 1}, "memory_mib", "At least 64 MiB"),
+        ({"network": "nope"}, "network", "valid choice"),
+        ({"network": "default", "bridge": "br0"}, "bridge", "not both"),
+        ({"bridge": "br 0"}, "bridge", "not a valid bridge name"),
+    ],
+)
+def test_bad_new_vm_requests_are_errors_on_their_fields(operator_client, kvm, changes, field, message):
+    if changes.get("pool") == "lvm":
+        changes["pool"] = _pool(kvm, "lvm").pk
+    source = StorageVolume.objects.get(pool__provider=kvm, name="old-web.qcow2")
+    response = operator_client.post(reverse("volume-new-vm", args=[source.pk]), _new_vm_data(kvm, **changes))
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert field in errors and message.lower() in " ".join(errors[field]).lower(), errors
+    assert not ProvisioningRequest.objects.exists()
+
+
+def test_volumes_of_other_platforms_offer_no_new_vm(operator_client, db):
+    rhev = make_provider("rhev-m", uri="https://rhevm.example.com/ovirt-engine/api", kind=Provider.Kind.RHEV)
+    pool = StoragePool.objects.create(provider=rhev, uuid="sd-1", name="data1", type="data", active=True)
+    volume = StorageVolume.objects.create(pool=pool, name="disk-1", key="disk-1", path="/rhev/disk-1")
+    vm = VirtualMachine.objects.create(provider=rhev, uuid=str(uuid.uuid4()), name="rhev-vm", state="down")
+    url = reverse("volume-new-vm", args=[volume.pk])
+    assert url not in operator_client.get(reverse("volume-list")).content.decode()
+    page = operator_client.get(url)
+    assert page.status_code == 200 and "are not made into VMs from this console" in page.content.decode()
+    assert "<form" not in page.content.decode().split('class="page-head"')[1]
+    # Posted anyway: the service refuses it with its reason, shown on the page.
+    response = operator_client.post(url, {"name": "x", "template_vm": vm.pk, "mode": Mode.FULL, "pool": pool.pk})
+    assert response.status_code == 200
+    assert "provisioning from this console works on KVM (libvirt) providers" in response.content.decode()
+    assert not ProvisioningRequest.objects.exists()
 
 
 # --- query counts ------------------------------------------------------------------------------

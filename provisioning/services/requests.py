@@ -148,6 +148,8 @@ def source_from_volume(volume: StorageVolume, template_vm: VirtualMachine) -> So
     """
     provider = volume.pool.provider
     require_libvirt(provider)
+    if not volume.path:
+        raise ValidationError({"volume": [f"Volume {volume.name} has no path a VM could boot from."]})
     if template_vm.provider_id != provider.pk or template_vm.removed_at is not None:
         raise ValidationError({"template_vm": [f"VM {template_vm.name!r} is not a present VM on {provider.name}."]})
     busy = (
@@ -286,7 +288,7 @@ def validate_request(
         if host is None:
             refuse("host", "No host of this provider is known yet: run a discovery first.")
     elif host.provider_id != source.provider_id or host.removed_at is not None:
-        refuse("host", f"Host {host.hostname} is not a present host of the golden image's provider.")
+        refuse("host", f"Host {host.hostname} is not a present host of {source.label}'s provider.")
 
     if vcpus is not None and not 1 <= vcpus <= MAX_VCPUS:
         refuse("vcpus", f"Between 1 and {MAX_VCPUS}.")
@@ -310,7 +312,7 @@ def validate_request(
     else:
         problem = pool_problem(pool)
         if pool.provider_id != source.provider_id:
-            refuse("pool", f"Pool {pool.name} is on another provider than the image: it cannot reach it.")
+            refuse("pool", f"Pool {pool.name} is on another provider than {source.label}: it cannot reach it.")
         elif problem:
             refuse("pool", f"{problem[:1].upper()}{problem[1:]}.")
         elif mode in Mode.values and "count" not in errors:

@@ -276,7 +276,7 @@ def test_a_pool_on_another_provider_is_refused(operator_api, golden):
     pool = _other_provider_pool()
     response = _provision(operator_api, golden, pool=pool.pk)
     assert response.status_code == 400
-    assert response.json()["pool"] == [f"Pool {pool.name} is on another provider than the image: it cannot reach it."]
+    assert response.json()["pool"] == [f"Pool {pool.name} is on another provider than debian-12: it cannot reach it."]
 
 
 def test_a_host_of_another_provider_is_refused(operator_api, golden):
@@ -284,7 +284,7 @@ def test_a_host_of_another_provider_is_refused(operator_api, golden):
     host = Host.objects.get(provider=other)
     response = _provision(operator_api, golden, host=host.pk)
     assert response.status_code == 400
-    assert "is not a present host of the golden image's provider" in response.json()["host"][0]
+    assert "is not a present host of debian-12's provider" in response.json()["host"][0]
 
 
 def test_a_started_template_vm_refuses_provisioning(operator_api, golden):

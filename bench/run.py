@@ -7,9 +7,12 @@ In one run, on a fresh SQLite database under var/bench/:
 4. the reference product's way — `virsh list --all` then one `virsh dumpxml` process per VM — timed
    on a sample of hosts and scaled to all of them;
 5. with the 20,000 VMs loaded: the VM list page and the VM API list, median and p95 over repeated
-   requests, and their SQL query counts on a first and a late page (must not grow with the rows).
+   requests, and their SQL query counts on a first and a late page (must not grow with the rows);
+6. RHEV and Hyper-V discovery (``bench/platforms.py``), then provisioning on the real libvirtd
+   (``bench/provisioning.py``: 100 space-optimized VMs and 10 full copies).
 
-Figures go to var/bench/results.json and docs/PERFORMANCE.md. Run: `python -m bench.run [--hosts N]`.
+Figures go to var/bench/results.json and docs/PERFORMANCE.md. Run: `python -m bench.run [--hosts N]`;
+`python -m bench.run --only provisioning` runs the provisioning benchmark alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "var" / "bench"
+DOC = ROOT / "docs" / "PERFORMANCE.md"
 
 
 def _setup_django(db_path: Path) -> None:
@@ -38,6 +42,17 @@ def _setup_django(db_path: Path) -> None:
     import django
 
     django.setup()
+
+
+def _fresh_database() -> None:
+    """A new, migrated SQLite file under var/bench/ for this run."""
+    db_path = WORK / "bench.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    _setup_django(db_path)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
 
 
 class WriteCounter:
@@ -185,7 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=60, help="requests per page measurement")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/PERFORMANCE.md")
     parser.add_argument("--skip-platforms", action="store_true", help="KVM only: no RHEV or Hyper-V runs")
+    parser.add_argument("--skip-provisioning", action="store_true", help="no provisioning run on the real libvirtd")
+    parser.add_argument("--only", choices=["provisioning"], help="run this benchmark alone; the others' figures stay")
     args = parser.parse_args(argv)
+
+    if args.only == "provisioning":
+        WORK.mkdir(parents=True, exist_ok=True)
+        _fresh_database()
+        from bench import provisioning
+
+        outcome = provisioning.run(WORK)
+        if not args.no_doc:
+            provisioning.write_section(DOC, outcome)
+        return 1 if "error" in outcome else 0
 
     from bench import nodegen
     from bench.virsh_baseline import time_virsh_way
@@ -197,15 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     files = nodegen.generate(nodes_dir, hosts=args.hosts, vms_per_host=args.vms_per_host)
     print(f"generated {len(files)} node files in {time.perf_counter() - t0:.1f} s")
 
-    db_path = WORK / "bench.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    _setup_django(db_path)
-    from django.core.management import call_command
-
+    _fresh_database()
     from inventory.models import Provider, VirtualDisk, VirtualMachine
 
-    call_command("migrate", verbosity=0)
     Provider.objects.bulk_create([Provider(name=f.stem, uri=f"test://{f.resolve()}") for f in files], batch_size=500)
 
     print(f"KVM discovery, {args.hosts} hosts x {args.vms_per_host} VMs:")
@@ -251,12 +272,20 @@ def main(argv: list[str] | None = None) -> int:
         "platforms": platforms,
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    outcome: dict[str, Any] = {}
+    if not args.skip_provisioning:
+        from bench import provisioning
+
+        outcome = provisioning.run(WORK)  # adds its figures to results.json
     if not args.no_doc:
+        from bench.provisioning import write_section
         from bench.report import write_performance_doc
 
-        write_performance_doc(results, ROOT / "docs" / "PERFORMANCE.md")
+        previous = DOC.read_text() if DOC.exists() else ""
+        write_performance_doc(results, DOC)
+        write_section(DOC, outcome or None, previous)  # a run that did not complete keeps the old section
         print("wrote docs/PERFORMANCE.md")
-    return 0
+    return 1 if "error" in outcome else 0
 
 
 if __name__ == "__main__":

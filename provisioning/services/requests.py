@@ -654,11 +654,14 @@ def _provision_one(driver: LibvirtDriver, request: ProvisioningRequest, row: Pro
     began = time.monotonic()
     if row.started is None:
         _set(row, started=timezone.now())
+    # Only a step a dead worker left half-done needs the host searched for what it made (a scan of
+    # every VM's definition: too dear to do for each new VM of a large request).
+    resumed_defining = row.status == V.DEFINING
     try:
         if row.status in (V.PENDING, V.CREATING_VOLUME):
             _create_volume(driver, request, row)
         if row.status == V.DEFINING:
-            _define(driver, request, row)
+            _define(driver, request, row, resumed=resumed_defining)
         if row.status == V.STARTING:
             _start(driver, row)
     except _VMFailed as exc:
@@ -707,8 +710,8 @@ def _create_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: Pro
     )
 
 
-def _define(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM) -> None:
-    existing = _ours(driver, row)
+def _define(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM, *, resumed: bool) -> None:
+    existing = _ours(driver, row) if resumed else None
     if existing is None:
         try:
             vm_uuid = define_vm_from_template(

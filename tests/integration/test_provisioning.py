@@ -130,6 +130,7 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
         child = path / f"it{tag}-0{n}.qcow2"
         chain = _qemu_img_info(child)
         assert chain[0]["format"] == "qcow2"
+        assert chain[0]["format-specific"]["data"]["compat"] == "1.1"
         assert chain[0]["backing-filename"] == str(golden)
         assert chain[0].get("backing-filename-format", chain[0].get("full-backing-filename-format", "qcow2")) == "qcow2"
         assert chain[1]["filename"] == str(golden) and "backing-filename" not in chain[1]

@@ -26,6 +26,15 @@ from inventory.drivers.libvirt_storage._common import (
 # --- volumes ----------------------------------------------------------------------------------
 
 
+def _target(root: ET.Element, fmt: str) -> None:
+    """The volume's ``<target>``: its format, and for qcow2 the current on-disk version (1.1: zero
+    clusters, lazy refcounts) rather than the 0.10 some libvirt versions still default to."""
+    target = _sub(root, "target")
+    _sub(target, "format", type=fmt)
+    if fmt == "qcow2":
+        _sub(target, "compat", "1.1")
+
+
 def create_overlay_volume(
     driver: LibvirtDriver,
     pool_name: str,
@@ -58,8 +67,7 @@ def create_overlay_volume(
     _sub(root, "name", name)
     _sub(root, "capacity", str(capacity_bytes), unit="bytes")
     _sub(root, "allocation", "0", unit="bytes")
-    target = _sub(root, "target")
-    _sub(target, "format", type="qcow2")
+    _target(root, "qcow2")
     store = _sub(root, "backingStore")
     _sub(store, "path", backing_path)
     _sub(store, "format", type=backing_format)
@@ -81,8 +89,7 @@ def clone_volume(
     root = ET.Element("volume")
     _sub(root, "name", name)
     _sub(root, "capacity", str(_capacity_of(driver, source, source_path)), unit="bytes")
-    target = _sub(root, "target")
-    _sub(target, "format", type=format)
+    _target(root, format)
     with driver._errors(f"cannot clone {source_path!r} to volume {name!r} in pool {pool_name!r}"):
         vol = pool.createXMLFrom(_xml(root), source, 0)
         return _volume_info(vol)
@@ -105,8 +112,7 @@ def create_volume(
     _sub(root, "name", name)
     _sub(root, "capacity", str(capacity_bytes), unit="bytes")
     _sub(root, "allocation", "0", unit="bytes")
-    target = _sub(root, "target")
-    _sub(target, "format", type=format)
+    _target(root, format)
     with driver._errors(f"cannot create volume {name!r} in pool {pool_name!r}"):
         vol = pool.createXML(_xml(root), 0)
         return _volume_info(vol)

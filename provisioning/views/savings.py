@@ -37,7 +37,7 @@ def storage_savings(request: HttpRequest) -> HttpResponse:
         _pairs(
             [
                 (
-                    row.pool.name,
+                    f"{row.pool.host.hostname if row.pool.host else row.pool.provider.name}/{row.pool.name}",
                     row.savings.children_bytes,
                     row.savings.full_equivalent_bytes,
                     reverse("pool-savings", args=[row.pool.pk]),

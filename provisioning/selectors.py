@@ -23,7 +23,7 @@ V = ProvisionedVM.Status
 def _children_of_image() -> QuerySet[StorageVolume]:
     """Volumes of the image's provider backed by the image (its space-optimized children)."""
     return StorageVolume.objects.filter(
-        pool__provider_id=OuterRef("provider_id"), backing_store=OuterRef("volume_path")
+        pool__provider_id=OuterRef("provider_id"), pool__removed_at__isnull=True, backing_store=OuterRef("volume_path")
     ).order_by()
 
 
@@ -36,14 +36,16 @@ def golden_image_list() -> QuerySet[GoldenImage]:
     """
     children = _children_of_image()
     current_parent = StorageVolume.objects.filter(
-        pool__provider_id=OuterRef("provider_id"), path=OuterRef("volume_path")
+        pool__provider_id=OuterRef("provider_id"), pool__removed_at__isnull=True, path=OuterRef("volume_path")
     ).order_by("pk")
     full_copies = ProvisionedVM.objects.filter(
         request__golden_image=OuterRef("pk"), status=V.DONE, request__mode=Mode.FULL
     ).filter(
         Exists(
             StorageVolume.objects.filter(
-                pool__provider_id=OuterRef("request__provider_id"), path=OuterRef("volume_path")
+                pool__provider_id=OuterRef("request__provider_id"),
+                pool__removed_at__isnull=True,
+                path=OuterRef("volume_path"),
             )
         )
     )
@@ -149,7 +151,8 @@ def savings_by_pool() -> tuple[Savings, list[PoolSavings]]:
     apart and left out of the comparison.
     """
     groups = list(
-        StorageVolume.objects.exclude(backing_store="")
+        StorageVolume.objects.filter(pool__removed_at__isnull=True)
+        .exclude(backing_store="")
         .values("pool_id", "pool__provider_id", "backing_store")
         .annotate(n=Count("pk"), total=Sum("allocation_bytes"))
         .order_by()
@@ -157,9 +160,9 @@ def savings_by_pool() -> tuple[Savings, list[PoolSavings]]:
     if not groups:
         return Savings(), []
     parent_bytes: dict[tuple[int, str], int] = {}
-    parents = StorageVolume.objects.filter(path__in={g["backing_store"] for g in groups}).values_list(
-        "pool__provider_id", "path", "allocation_bytes"
-    )
+    parents = StorageVolume.objects.filter(
+        pool__removed_at__isnull=True, path__in={g["backing_store"] for g in groups}
+    ).values_list("pool__provider_id", "path", "allocation_bytes")
     for provider_id, path, allocation in parents:
         parent_bytes[(provider_id, path)] = allocation
     pools = {

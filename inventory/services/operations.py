@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from inventory import states
 from inventory.drivers.base import Driver, DriverError
-from inventory.models import Host, Operation, Provider, VirtualMachine, VMSnapshot
+from inventory.models import Host, Operation, Provider, StorageVolume, VirtualMachine, VMSnapshot
 from inventory.secrets import SecretError
 from inventory.services.providers import provider_driver
 
@@ -123,6 +123,10 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
             return f"no host {params['host']!r} known to {vm.provider.name} to migrate {vm.name!r} to"
         if target.pk == vm.host_id:
             return f"VM {vm.name!r} already runs on {target.hostname}"
+    if kind == Kind.VM_START:
+        base = backing_image_problem(vm)
+        if base:
+            return base
     if kind == Kind.SNAPSHOT_CREATE and not vm.persistent:
         return f"VM {vm.name!r} is transient: libvirt keeps no snapshots for it"
     if spec.needs_snapshot_name:
@@ -136,14 +140,14 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
             return f"VM {vm.name!r} already has a snapshot named {name!r}"
         if kind != Kind.SNAPSHOT_CREATE and not exists:
             return f"VM {vm.name!r} has no snapshot named {name!r}"
-    _expire_abandoned(vm)
+    expire_abandoned_operations(vm)
     active = Operation.objects.filter(vm=vm, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]).first()
     if active is not None:
         return f"VM {vm.name!r} already has an operation in progress: {active.get_kind_display()} (#{active.pk})"
     return None
 
 
-def _expire_abandoned(vm: VirtualMachine) -> None:
+def expire_abandoned_operations(vm: VirtualMachine) -> None:
     """An operation left active by a worker that died must not lock its VM forever."""
     limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
     abandoned = Operation.objects.filter(vm=vm).filter(
@@ -156,6 +160,28 @@ def _expire_abandoned(vm: VirtualMachine) -> None:
             message="abandoned",
             error="abandoned: the worker running it stopped before it finished",
         )
+
+
+def backing_image_problem(vm: VirtualMachine) -> str | None:
+    """Why ``vm`` must not run: a writable disk of it is the backing image of copy-on-write children.
+
+    A child reads every block it has not written from its backing image; a guest writing into that
+    image changes what every child sees, and corrupts them.
+    """
+    writable = {d.source: d.target for d in vm.disks.all() if d.source and not d.read_only}
+    if not writable:
+        return None
+    children = StorageVolume.objects.filter(
+        pool__provider_id=vm.provider_id, pool__removed_at__isnull=True, backing_store__in=list(writable)
+    )
+    first = children.first()
+    if first is None:
+        return None
+    return (
+        f"VM {vm.name!r} must not run: its disk {writable[first.backing_store]} ({first.backing_store}) is the "
+        f"backing image of {children.count()} space-optimized volume(s) such as {first.name}; writing to it would "
+        "corrupt them"
+    )
 
 
 def request_vm_operation(

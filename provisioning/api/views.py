@@ -91,7 +91,7 @@ def golden_image_savings_list() -> QuerySet[GoldenImage]:
         request__mode=Mode.FULL,
     ).values("volume_path")
     full_volumes = StorageVolume.objects.filter(
-        pool__provider_id=OuterRef("provider_id"), path__in=made_full
+        pool__provider_id=OuterRef("provider_id"), pool__removed_at__isnull=True, path__in=made_full
     ).order_by()
     full_bytes = full_volumes.values("pool__provider_id").annotate(total=Sum("allocation_bytes")).values("total")[:1]
     return (

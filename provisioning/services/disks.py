@@ -32,6 +32,7 @@ from inventory.services.operations import (
     OperationRun,
     claim_operation,
     enqueue_operation,
+    expire_abandoned_operations,
     finish_operation,
 )
 from provisioning.models import Mode
@@ -71,6 +72,7 @@ def _vm_problem(vm: VirtualMachine) -> str | None:
 
 
 def _create_vm_operation(*, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None) -> Operation:
+    expire_abandoned_operations(vm)
     try:
         with transaction.atomic():
             op = Operation.objects.create(
@@ -96,6 +98,12 @@ def _enqueue(op_id: int) -> None:
 
 
 # --- data disks -------------------------------------------------------------------------------
+
+
+def _is_backing_image(vm: VirtualMachine, path: str) -> bool:
+    return StorageVolume.objects.filter(
+        pool__provider_id=vm.provider_id, pool__removed_at__isnull=True, backing_store=path
+    ).exists()
 
 
 def _attached_elsewhere(volume_path: str, vm: VirtualMachine, shareable: bool) -> str | None:
@@ -151,6 +159,11 @@ def request_disk_add(
             refuse("volume", f"Volume {volume.name} is on another host than VM {vm.name!r}.")
         elif not volume.path:
             refuse("volume", f"Volume {volume.name} has no path the VM could use.")
+        elif _is_backing_image(vm, volume.path):
+            refuse(
+                "volume",
+                f"{volume.name} is the backing image of space-optimized volumes: a VM writing to it corrupts them.",
+            )
         else:
             clash = _attached_elsewhere(volume.path, vm, bool(shareable))
             if clash:
@@ -228,6 +241,10 @@ def request_disk_resize(*, vm: VirtualMachine, disk: VirtualDisk, size_bytes: in
                 ]
             }
         )
+    if _is_backing_image(vm, disk.source):
+        raise ValidationError(
+            {"disk": [f"{disk.target} is the backing image of space-optimized volumes: changing it corrupts them."]}
+        )
     params = {"target": disk.target, "size_bytes": size_bytes, "path": disk.source}
     return _create_vm_operation(vm=vm, kind=Kind.DISK_RESIZE, params=params, user=user)
 
@@ -257,6 +274,8 @@ def request_volume_clone(
     if mode not in Mode.values:
         errors["mode"] = [f"Choose one of: {', '.join(Mode.values)}."]
     problem = pool_problem(pool)
+    if mode == Mode.FULL and problem and pool.removed_at is None and pool.active:
+        problem = None  # a full copy can go to any active pool (an LV, …); a qcow2 child needs files
     if pool.provider_id != provider.pk:
         errors["pool"] = [f"Pool {pool.name} is on another host than the volume."]
     elif problem:

@@ -82,13 +82,16 @@ def register_golden_image(
 
     provider = volume.pool.provider
     require_libvirt(provider)
-    if not template_vm.disks.filter(source=volume.path).exists():
+    boot = boot_disk(template_vm)
+    if boot is None or boot.source != volume.path:
+        used = template_vm.disks.filter(source=volume.path).first()
+        why = (
+            f"{volume.name} is its {used.target}, not the disk it boots from ({boot.target if boot else 'none'})"
+            if used is not None
+            else f"it does not use {volume.name}"
+        )
         raise ValidationError(
-            {
-                "template_vm": [
-                    f"VM {template_vm.name!r} does not use {volume.name}: choose the VM the image was made in."
-                ]
-            }
+            {"template_vm": [f"VM {template_vm.name!r} cannot be the template: {why}. New VMs boot from the image."]}
         )
     if template_vm.provider_id != provider.pk:
         raise ValidationError(

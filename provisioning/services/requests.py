@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import string
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from inventory.drivers.base import DriverError
+from inventory.drivers.base import DriverError, VolumeInfo
 from inventory.drivers.libvirt import LibvirtDriver
 from inventory.drivers.libvirt_storage import (
     clone_volume,
@@ -68,6 +72,7 @@ MAX_COUNT = 500
 OVERLAY_INITIAL_BYTES = 1 * MiB
 MIN_MEMORY_BYTES = 64 * MiB
 MAX_VCPUS = 512
+HEARTBEAT_SECONDS = 60
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -90,6 +95,8 @@ def expand_pattern(pattern: str, count: int, first: int = 1) -> list[str]:
                 raise ValueError(f"only {{n}} may appear in braces (found {{{field}}}); use {{{{ }}}} for a brace")
             if "{" in (spec or ""):
                 raise ValueError("a nested field is not allowed in the format of {n}")
+            if any(int(width) > 63 for width in re.findall(r"\d+", spec or "")):
+                raise ValueError("a name has at most 63 characters: the width in {n:…} is too large")
             fields.append(field)
     except ValueError as exc:
         raise ValueError(f"invalid name pattern: {exc}") from None
@@ -195,8 +202,10 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
     made may be left, and the VM's outcome says so.
     """
     limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    # A queued request may wait behind long ones: only one queued for a day is taken as lost.
+    queued_limit = timezone.now() - timedelta(seconds=max(settings.VOM_OPERATION_STALE_AFTER, 86400))
     stale = ProvisioningRequest.objects.filter(
-        Q(operation__status=Operation.Status.PENDING, operation__created__lt=limit)
+        Q(operation__status=Operation.Status.PENDING, operation__created__lt=queued_limit)
         | Q(operation__status=Operation.Status.RUNNING)
         & (Q(heartbeat__lt=limit) | Q(heartbeat__isnull=True, operation__started__lt=limit))
     )
@@ -212,8 +221,10 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
                 continue
             for row in request.vms.exclude(status__in=[V.DONE, V.FAILED]):
                 left = ""
-                if row.volume_created:
+                if row.volume_created or row.status != V.PENDING:
                     left = f"; volume {row.volume_name} may be left in pool {request.pool_name}"
+                if row.status in (V.DEFINING, V.STARTING):
+                    left += f" and VM {row.name} may be defined"
                 _set(row, status=V.FAILED, error=f"{reason}{left}", finished=timezone.now())
         expired += 1
     return expired
@@ -679,22 +690,17 @@ class _VMFailed(Exception):
 
 
 def _create_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM) -> None:
-    if row.status == V.CREATING_VOLUME and row.volume_path:
-        # A worker died here: a volume under our name now was made by it (we checked it was free).
-        info = volume_by_path(driver, row.volume_path)
-        if info is not None:
-            _set(row, volume_created=True, allocation_bytes=info.allocation_bytes, status=V.DEFINING)
-            return
+    if row.status == V.CREATING_VOLUME and row.volume_path and volume_by_path(driver, row.volume_path) is not None:
+        # A worker died here: a volume under our name now was made by it (we checked it was free),
+        # maybe cut short in the middle of a copy. Make it again rather than trust it.
+        _set(row, volume_created=True)
+        _remove_volume(driver, request, row)
     if row.volume_path and volume_by_path(driver, row.volume_path) is not None:
         raise _VMFailed(f"volume {row.volume_name} already exists in pool {request.pool_name} (made by someone else)")
     _set(row, status=V.CREATING_VOLUME)
     try:
-        if request.mode == Mode.SPACE_OPTIMIZED:
-            info = create_overlay_volume(
-                driver, request.pool_name, row.volume_name, request.source_path, request.source_format
-            )
-        else:
-            info = clone_volume(driver, request.pool_name, request.source_path, row.volume_name, request.source_format)
+        with _beating(request):
+            info = _make_boot_volume(driver, request, row)
     except DriverError as exc:
         # A volume under our name now is a partial one of ours (it was free just before): remove it.
         if row.volume_path and volume_by_path(driver, row.volume_path) is not None:
@@ -708,6 +714,36 @@ def _create_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: Pro
         allocation_bytes=info.allocation_bytes,
         status=V.DEFINING,
     )
+
+
+def _make_boot_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM) -> VolumeInfo:
+    if request.mode == Mode.SPACE_OPTIMIZED:
+        return create_overlay_volume(
+            driver, request.pool_name, row.volume_name, request.source_path, request.source_format
+        )
+    return clone_volume(driver, request.pool_name, request.source_path, row.volume_name, request.source_format)
+
+
+@contextmanager
+def _beating(request: ProvisioningRequest) -> Iterator[None]:
+    """Keep the request's heartbeat fresh while one long call (a full copy of a large image) runs,
+    so a live worker is never taken for a dead one."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                ProvisioningRequest.objects.filter(pk=request.pk).update(heartbeat=timezone.now())
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"provisioning-{request.pk}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _define(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM, *, resumed: bool) -> None:

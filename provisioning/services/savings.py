@@ -77,7 +77,9 @@ def _vms_using(paths: list[str]) -> dict[str, VirtualMachine]:
 
 def image_savings(image: GoldenImage) -> ImageSavings:
     """The golden image's children (space-optimized ones found on disk, full copies it made) and savings."""
-    provider_volumes = StorageVolume.objects.filter(pool__provider_id=image.provider_id).select_related("pool")
+    provider_volumes = StorageVolume.objects.filter(
+        pool__provider_id=image.provider_id, pool__removed_at__isnull=True
+    ).select_related("pool")
     parent = provider_volumes.filter(path=image.volume_path).first()
     parent_bytes = parent.allocation_bytes if parent is not None else image.allocation_bytes
     overlays = list(provider_volumes.filter(backing_store=image.volume_path).order_by("name"))
@@ -124,7 +126,7 @@ def pool_savings(pool: StoragePool) -> tuple[Savings, list[ParentGroup]]:
     parents = {
         v.path: v
         for v in StorageVolume.objects.filter(
-            pool__provider_id=pool.provider_id, path__in=list(by_parent)
+            pool__provider_id=pool.provider_id, pool__removed_at__isnull=True, path__in=list(by_parent)
         ).select_related("pool")
     }
     images = {

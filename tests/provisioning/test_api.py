@@ -563,7 +563,7 @@ def test_a_volume_is_cloned_space_optimized(operator_api, kvm, django_capture_on
     [
         ({"name": "app-01.qcow2"}, "name", "Pool images already has a volume named 'app-01.qcow2'."),
         ({"name": "../escape"}, "name", "Not a valid volume name"),
-        ({"pool": "lvm"}, "pool", "Storage pool lvm is a logical pool"),
+        ({"pool": "lvm", "mode": "space_optimized"}, "pool", "Storage pool lvm is a logical pool"),
         ({"volume": 987654}, "volume", "No volume with id 987654."),
         ({"mode": "thin"}, "mode", '"thin" is not a valid choice.'),
     ],

@@ -184,3 +184,33 @@ def test_savings_of_an_image_and_its_pool(golden, kvm, django_capture_on_commit_
     total, groups = pool_savings(golden.pool)
     assert [(g.parent_path, g.golden_image, g.savings.children) for g in groups] == [(GOLDEN_PATH, golden, 4)]
     assert total.full_equivalent_bytes == 8 * GiB
+
+
+def test_a_full_clone_may_go_to_a_logical_pool_a_child_may_not(kvm):
+    source = StorageVolume.objects.get(pool__provider=kvm, name="app-01.qcow2")
+    lvm = StoragePool.objects.get(provider=kvm, name="lvm")
+    op = request_volume_clone(volume=source, name="app-01-lv", pool=lvm, user=None, mode=Mode.FULL)
+    assert op.params["pool"] == "lvm"
+    with pytest.raises(ValidationError) as exc:
+        request_volume_clone(volume=source, name="app-01-lv2", pool=lvm, user=None, mode=Mode.SPACE_OPTIMIZED)
+    assert "use a directory or file-system pool" in exc.value.message_dict["pool"][0]
+
+
+def test_the_backing_image_of_children_is_protected(golden, kvm, django_capture_on_commit_callbacks):
+    from inventory.services.operations import request_vm_operation
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request_provisioning(
+            golden_image=golden, user=None, count=1, name_pattern="web-{n}", mode=Mode.SPACE_OPTIMIZED, pool=golden.pool
+        )
+    template = vm_named(kvm, "golden-vm")
+    with pytest.raises(ValidationError) as exc:
+        request_vm_operation(vm=template, kind=Operation.Kind.VM_START, user=None)
+    assert "is the backing image of 1 space-optimized volume(s) such as web-1.qcow2" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        request_disk_resize(vm=template, disk=template.disks.get(target="vda"), size_bytes=20 * GiB, user=None)
+    assert "backing image" in exc.value.message_dict["disk"][0]
+    golden_volume = StorageVolume.objects.get(path=GOLDEN_PATH)
+    with pytest.raises(ValidationError) as exc:
+        request_disk_add(vm=vm_named(kvm, "app-01"), user=None, volume=golden_volume)
+    assert "backing image" in exc.value.message_dict["volume"][0]

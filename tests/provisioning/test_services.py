@@ -396,3 +396,21 @@ def test_disk_resize_needs_a_sensible_size(kvm):
     with pytest.raises(ValidationError) as exc:
         request_disk_resize(vm=vm, disk=disk, size_bytes=-5, user=None)
     assert "Between" in exc.value.message_dict["size_gib"][0]
+
+
+def test_a_huge_width_in_the_pattern_is_refused_before_formatting():
+    with pytest.raises(ValueError) as exc:
+        expand_pattern("x{n:2000000000}", 3)
+    assert "too large" in str(exc.value)
+
+
+def test_a_golden_image_must_be_its_template_vms_boot_disk(kvm):
+    from provisioning.services.golden_images import register_golden_image
+
+    data = StorageVolume.objects.get(pool__provider=kvm, name="shared.img")
+    VirtualDisk = VirtualMachine.disks.rel.related_model
+    golden_vm = VirtualMachine.objects.get(provider=kvm, name="golden-vm")
+    VirtualDisk.objects.create(vm=golden_vm, target="vdb", source=data.path, bus="virtio")
+    with pytest.raises(ValidationError) as exc:
+        register_golden_image(name="data", volume=data, template_vm=golden_vm, user=None)
+    assert "shared.img is its vdb, not the disk it boots from (vda)" in exc.value.message_dict["template_vm"][0]

@@ -414,3 +414,12 @@ def test_a_golden_image_must_be_its_template_vms_boot_disk(kvm):
     with pytest.raises(ValidationError) as exc:
         register_golden_image(name="data", volume=data, template_vm=golden_vm, user=None)
     assert "shared.img is its vdb, not the disk it boots from (vda)" in exc.value.message_dict["template_vm"][0]
+
+
+def test_golden_image_volume_deleted_before_the_request_runs(golden, kvm, django_capture_on_commit_callbacks):
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    conn(kvm).storageVolLookupByPath(GOLDEN_PATH).delete(0)  # someone deletes the image on the host
+    op = execute_provisioning(request.operation_id)
+    assert op.status == Operation.Status.FAILED
+    assert set(request.vms.values_list("error", flat=True)) == {f"the image {GOLDEN_PATH} no longer exists"}
+    assert not any(n.startswith("web-") for n in platform_volumes(kvm) | platform_domains(kvm))

@@ -547,6 +547,7 @@ def execute_provisioning(op_id: int) -> Operation:
         f"{total} VM(s) from {request.golden_image_name} ({request.get_mode_display().lower()}) "
         f"into pool {request.pool_name} on {request.provider.name}"
     )
+    finished = total - len(vms)  # rows a worker before this one finished
     try:
         with libvirt_driver(request.provider) as driver:
             for row in vms:
@@ -557,7 +558,7 @@ def execute_provisioning(op_id: int) -> Operation:
                     break
                 _provision_one(driver, request, row, run)
                 _beat(request)
-                finished = request.vms.filter(status__in=[V.DONE, V.FAILED]).count()
+                finished += 1
                 run.progress(int(90 * finished / total), f"{finished} of {total} VMs handled")
             _read_allocation(driver, request, run)
     except (DriverError, SecretError) as exc:

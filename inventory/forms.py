@@ -300,6 +300,8 @@ class BulkVMActionForm(forms.Form):
 
     kind = forms.ChoiceField(choices=[(kind, Operation.Kind(kind).label) for kind in VM_ACTIONS])
     vm = _BoundedMultipleChoiceField(
-        queryset=VirtualMachine.objects.select_related("provider", "host").order_by("name", "pk"),
+        queryset=VirtualMachine.objects.select_related("provider", "host")
+        .prefetch_related("disks")
+        .order_by("name", "pk"),
         error_messages={"required": "Select at least one VM."},
     )

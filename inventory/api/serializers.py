@@ -26,6 +26,7 @@ from inventory.models import (
     VirtualMachine,
     VMSnapshot,
 )
+from inventory.services.export import DISK_OWN_FIELDS
 from inventory.services.operations import allowed_operations
 
 # The VM power actions of the API: URL segment (``POST /api/vms/{id}/<action>/``) → operation kind.
@@ -255,24 +256,8 @@ class VolumeRefSerializer(serializers.ModelSerializer[StorageVolume]):
         read_only_fields = fields
 
 
-# A disk's own facts, the same in the VM detail and in the disk list.
-DISK_FIELDS = [
-    "target",
-    "bus",
-    "device",
-    "source_type",
-    "source",
-    "source_pool",
-    "source_volume",
-    "driver_format",
-    "cache",
-    "serial",
-    "wwn",
-    "read_only",
-    "shareable",
-    "backing_chain",
-    "persistent",
-]
+# A disk's own facts, the same in the VM detail, the disk list and the export.
+DISK_FIELDS = DISK_OWN_FIELDS
 
 
 class VMDiskSerializer(serializers.ModelSerializer[VirtualDisk]):

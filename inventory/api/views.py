@@ -443,7 +443,7 @@ class VMViewSet(InventoryViewSet):
         body = s.BulkActionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         ids: list[int] = body.validated_data["ids"]
-        by_id = VirtualMachine.objects.in_bulk(ids)
+        by_id = VirtualMachine.objects.select_related("provider").prefetch_related("disks").in_bulk(ids)
         queued, refused = request_bulk_vm_operation(
             vms=[by_id[pk] for pk in ids if pk in by_id],
             kind=s.VM_POWER_ACTIONS[body.validated_data["action"]],

@@ -72,7 +72,7 @@ VM_FIELDS = [
     "check_ok",
     "check_message",
 ]
-DISK_FIELDS = [
+DISK_OWN_FIELDS = [
     "target",
     "bus",
     "device",
@@ -88,8 +88,8 @@ DISK_FIELDS = [
     "shareable",
     "backing_chain",
     "persistent",
-    "details",
 ]
+DISK_FIELDS = [*DISK_OWN_FIELDS, "details"]
 NIC_FIELDS = ["mac", "type", "source", "model", "target", "details"]
 SNAPSHOT_FIELDS = ["name", "created_at", "state", "description", "parent", "current", "details"]
 POOL_FIELDS = [

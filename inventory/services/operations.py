@@ -197,6 +197,16 @@ def request_vm_operation(
     reason = refusal(vm, kind, params)
     if reason:
         raise ValidationError(reason)
+    return create_vm_operation(vm=vm, kind=kind, params=params, user=user, enqueue=_enqueue)
+
+
+def create_vm_operation(
+    *, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None, enqueue: Callable[[int], None]
+) -> Operation:
+    """Write an operation on ``vm`` and, once committed, ``enqueue`` its id.
+
+    The database allows one active operation per VM: a second one is refused with ValidationError.
+    """
     try:
         with transaction.atomic():
             op = Operation.objects.create(
@@ -211,7 +221,7 @@ def request_vm_operation(
     except IntegrityError:  # another request for this VM won the race a moment ago
         raise ValidationError(f"VM {vm.name!r} already has an operation in progress") from None
     op_id = op.pk
-    transaction.on_commit(lambda: _enqueue(op_id))
+    transaction.on_commit(lambda: enqueue(op_id))
     return op
 
 
@@ -558,11 +568,17 @@ def check_environment(provider: Provider, run: OperationRun | None = None) -> tu
         Provider.objects.filter(pk=provider.pk).update(
             check_ok=ok, check_message=message or ("all checks passed" if ok else "failed"), checked_at=now
         )
+        changed: dict[tuple[bool, str], list[int]] = {}
         for vm in vms:
             verdict = per_vm.get(vm.uuid, {"ok": ok, "reason": "" if ok else message})
-            check_ok, check_message = bool(verdict.get("ok")), str(verdict.get("reason") or "")
-            if (vm.check_ok, vm.check_message) != (check_ok, check_message):
-                VirtualMachine.objects.filter(pk=vm.pk).update(check_ok=check_ok, check_message=check_message)
+            check = (bool(verdict.get("ok")), str(verdict.get("reason") or ""))
+            if (vm.check_ok, vm.check_message) != check:
+                changed.setdefault(check, []).append(vm.pk)
+        for (check_ok, check_message), pks in changed.items():  # one UPDATE per verdict, not per VM
+            for start in range(0, len(pks), 500):
+                VirtualMachine.objects.filter(pk__in=pks[start : start + 500]).update(
+                    check_ok=check_ok, check_message=check_message
+                )
     if run is not None:
         failing = sum(1 for v in per_vm.values() if not v.get("ok"))
         run.log(f"{provider.name}: {'ok' if ok else 'problems found'}; {failing} of {len(vms)} VMs fail the check")

@@ -442,7 +442,10 @@ def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dr
     volume_by_path = volumes.pk_by("path")
     volume_by_name = {name: volumes.pk_of(key) for name, key in volume_keys_by_name.items()}
 
-    networks = _Reconciler(Network, Network.objects.filter(provider=provider), lambda r: r["name"], on_missing="mark")
+    # Nothing refers to networks, disks, NICs or snapshots by id: their new ids need not be read back.
+    networks = _Reconciler(
+        Network, Network.objects.filter(provider=provider), lambda r: r["name"], on_missing="mark", need_ids=False
+    )
     for net in snapshot.networks:
         networks.offer(net.name, _network_values(provider, net, only_host))
     result.add("network", networks.flush(now, dry=dry))
@@ -466,18 +469,21 @@ def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dr
         VirtualDisk.objects.filter(vm__provider=provider),
         lambda r: (r["vm_id"], r["target"]),
         on_missing="delete",
+        need_ids=False,
     )
     nics = _Reconciler(
         NetworkInterface,
         NetworkInterface.objects.filter(vm__provider=provider),
         lambda r: (r["vm_id"], r["mac"]),
         on_missing="delete",
+        need_ids=False,
     )
     snaps = _Reconciler(
         VMSnapshot,
         VMSnapshot.objects.filter(vm__provider=provider),
         lambda r: (r["vm_id"], r["name"]),
         on_missing="delete",
+        need_ids=False,
     )
     for vm in snapshot.vms:
         vm_id = vm_ids[vm.uuid]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from inventory.drivers.base import DriverError
 from inventory.drivers.libvirt import LibvirtDriver
@@ -31,6 +31,7 @@ from inventory.secrets import SecretError
 from inventory.services.operations import (
     OperationRun,
     claim_operation,
+    create_vm_operation,
     enqueue_operation,
     expire_abandoned_operations,
     finish_operation,
@@ -49,7 +50,7 @@ from provisioning.services.common import (
     require_libvirt,
     volume_file_name,
 )
-from provisioning.services.requests import OVERLAY_INITIAL_BYTES
+from provisioning.services.requests import space_needed
 
 logger = logging.getLogger(__name__)
 Kind = Operation.Kind
@@ -73,22 +74,7 @@ def _vm_problem(vm: VirtualMachine) -> str | None:
 
 def _create_vm_operation(*, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None) -> Operation:
     expire_abandoned_operations(vm)
-    try:
-        with transaction.atomic():
-            op = Operation.objects.create(
-                kind=kind,
-                vm=vm,
-                provider_id=vm.provider_id,
-                target_name=vm.name,
-                params=params,
-                requested_by=_user(user),
-                message="queued",
-            )
-    except IntegrityError:  # the database allows one active operation per VM
-        raise ValidationError(f"VM {vm.name!r} already has an operation in progress") from None
-    op_id = op.pk
-    transaction.on_commit(lambda: _enqueue(op_id))
-    return op
+    return create_vm_operation(vm=vm, kind=kind, params=params, user=user, enqueue=_enqueue)
 
 
 def _enqueue(op_id: int) -> None:
@@ -281,7 +267,7 @@ def request_volume_clone(
     elif problem:
         errors["pool"] = [f"{problem[:1].upper()}{problem[1:]}."]
     else:
-        need = OVERLAY_INITIAL_BYTES if mode == Mode.SPACE_OPTIMIZED else max(volume.allocation_bytes, MiB)
+        need = space_needed(mode=mode, count=1, allocation_bytes=volume.allocation_bytes)
         if need > pool.available_bytes:
             errors["pool"] = [
                 f"Pool {pool.name} has {human_bytes(pool.available_bytes)} free; the clone needs {human_bytes(need)}."

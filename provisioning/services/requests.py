@@ -781,11 +781,14 @@ def _start(driver: LibvirtDriver, row: ProvisionedVM) -> None:
 def _read_allocation(driver: LibvirtDriver, request: ProvisioningRequest, run: OperationRun) -> None:
     """Read each new volume's actual allocation from the platform (after the pool is refreshed)."""
     try:
-        refresh_pool(driver, request.pool_name)
+        pool = refresh_pool(driver, request.pool_name)
     except DriverError as exc:
         run.log(f"could not refresh pool {request.pool_name}: {exc}", "warning")
         return
+    allocation = {v.path: v.allocation_bytes for v in pool.volumes}
+    changed = []
     for row in request.vms.filter(status=V.DONE).exclude(volume_path=""):
-        info = volume_by_path(driver, row.volume_path)
-        if info is not None and info.allocation_bytes != row.allocation_bytes:
-            _set(row, allocation_bytes=info.allocation_bytes)
+        if row.volume_path in allocation and allocation[row.volume_path] != row.allocation_bytes:
+            row.allocation_bytes = allocation[row.volume_path]
+            changed.append(row)
+    ProvisionedVM.objects.bulk_update(changed, ["allocation_bytes"], batch_size=500)

@@ -12,7 +12,16 @@ from django.urls import reverse
 
 from inventory import selectors
 from inventory.filters import VMFilterSet
-from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine
+from inventory.models import (
+    DiscoveryRun,
+    NetworkInterface,
+    Operation,
+    Provider,
+    StorageVolume,
+    VirtualDisk,
+    VirtualMachine,
+    VMSnapshot,
+)
 from tests.factories import make_inventory, make_provider, make_user
 from vom.api_urls import router
 
@@ -405,5 +414,13 @@ def test_no_list_endpoint_has_n_plus_one_queries(viewer_api, viewer_user):
     big = {url: _count_queries(viewer_api, url) for url in _list_urls()}
     assert big == small
     assert max(big.values()) <= 3  # count + page (+ none for nested rows)
+    assert _count_queries(viewer_api, reverse("api:vm-detail", args=[vm.pk])) == small_detail
+    # The same VM with ten more disks on pool volumes, NICs and snapshots: still the same queries.
+    volume = StorageVolume.objects.filter(pool__provider=vm.provider).first()
+    assert volume is not None
+    for i in range(10):
+        VirtualDisk.objects.create(vm=vm, target=f"vdx{i}", source=volume.path, volume=volume)
+        NetworkInterface.objects.create(vm=vm, mac=f"52:54:00:99:00:{i:02x}")
+        VMSnapshot.objects.create(vm=vm, name=f"extra-{i}")
     assert _count_queries(viewer_api, reverse("api:vm-detail", args=[vm.pk])) == small_detail
     assert Operation.objects.count() == 26 and DiscoveryRun.objects.count() == 3

@@ -382,7 +382,13 @@ def test_lists_read_a_fixed_number_of_queries(
             created_by=admin_user,
         )
         _provision(operator_api, golden, count=1, name_pattern=f"more{n}-{{n}}")
-        Operation.objects.create(kind="disk_add", provider=golden.provider, requested_by=admin_user, status="failed")
+        Operation.objects.create(
+            kind="disk_add",
+            vm=_vm(golden.provider, "app-01"),
+            provider=golden.provider,
+            requested_by=admin_user,
+            status="failed",
+        )
     assert {url: count(url) for url in urls} == before
     assert max(before.values()) <= 3
 

@@ -193,11 +193,17 @@ def test_provision_refuses_too_little_space_for_full_copies(golden):
             ("--golden-image", "debian-12", "--pool", "images", "--host", "nope"),
             "host: no host named 'nope' on kvm-prov",
         ),
-        (("--golden-image", "debian-12", "--pool", "images", "--first-number", "-1"), "first-number: at least 0"),
     ],
 )
 def test_provision_names_what_it_cannot_find(golden, args, message):
     assert refused("vom_provision", *args, "--count", "1", "--pattern", "x-{n}")[0] == message
+
+
+def test_provision_refuses_a_negative_first_number(golden):
+    message, err = refused(*PROVISION, "--count", "1", "--pattern", "x-{n}", "--first-number", "-1")
+    assert message == "nothing was provisioned"
+    assert "first-number: Zero or more." in err
+    assert not ProvisioningRequest.objects.exists()
 
 
 def test_provision_takes_a_network_or_a_bridge_not_both(golden):

@@ -57,8 +57,6 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --wait")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if o["first_number"] < 0:  # the service does not check it; the database would refuse it with an error
-            raise CommandError("first-number: at least 0")
         image = golden_image_named(o["golden_image"])
         pool = pool_named(o["pool"], image.provider)
         host = host_named(o["host"], image.provider)

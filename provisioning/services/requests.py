@@ -238,6 +238,29 @@ def _active_requests(provider_id: int) -> Any:
     ).exclude(status=V.FAILED)
 
 
+def pattern_names(name_pattern: str, count: int, first_number: int) -> tuple[list[str], dict[str, list[str]]]:
+    """The VM names of a request (valid and distinct), or the field errors saying why there are none."""
+    errors: dict[str, list[str]] = {}
+    if not 1 <= count <= MAX_COUNT:
+        errors["count"] = [f"Between 1 and {MAX_COUNT} VMs per request."]
+    if first_number < 0:
+        errors["first_number"] = ["Zero or more."]
+    elif first_number > 10**9:
+        errors["first_number"] = ["Too large."]
+    if errors:
+        return [], errors
+    try:
+        names = expand_pattern(name_pattern, count, first_number)
+    except ValueError as exc:
+        return [], {"name_pattern": [f"{str(exc)[:1].upper()}{str(exc)[1:]}."]}
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad:
+        return [], {"name_pattern": [f"{bad[0]!r} is not a valid VM name: {NAME_RULE}."]}
+    if len(set(names)) != len(names):
+        return [], {"name_pattern": ["The pattern gives the same name to several VMs."]}
+    return names, {}
+
+
 def validate_request(
     *,
     source: Source,
@@ -258,25 +281,12 @@ def validate_request(
     def refuse(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
-    names: list[str] = []
-    if not 1 <= count <= MAX_COUNT:
-        refuse("count", f"Between 1 and {MAX_COUNT} VMs per request.")
     if mode not in Mode.values:
         refuse("mode", f"Choose one of: {', '.join(Mode.values)}.")
-    if first_number < 0:
-        refuse("first_number", "Zero or more.")
-    elif first_number > 10**9:
-        refuse("first_number", "Too large.")
-    if "count" not in errors and "first_number" not in errors:
-        try:
-            names = expand_pattern(name_pattern, count, first_number)
-        except ValueError as exc:
-            refuse("name_pattern", f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
-    bad = [n for n in names if not NAME_RE.match(n)]
-    if bad:
-        refuse("name_pattern", f"{bad[0]!r} is not a valid VM name: {NAME_RULE}.")
-    elif len(set(names)) != len(names):
-        refuse("name_pattern", "The pattern gives the same name to several VMs.")
+    names, name_errors = pattern_names(name_pattern, count, first_number)
+    for field, messages in name_errors.items():
+        for message in messages:
+            refuse(field, message)
     if names and "name_pattern" not in errors:
         taken = list(
             VirtualMachine.objects.filter(

@@ -16,9 +16,9 @@ from inventory.views.common import paginate, render_fragment, requested_fragment
 from provisioning import selectors
 from provisioning.forms import GoldenImageForm, ProvisionForm
 from provisioning.models import GoldenImage, Mode
-from provisioning.services.common import NAME_RE, NAME_RULE, human_bytes
+from provisioning.services.common import human_bytes
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
-from provisioning.services.requests import MAX_COUNT, expand_pattern, request_provisioning, source_of, space_needed
+from provisioning.services.requests import pattern_names, request_provisioning, source_of, space_needed
 from provisioning.services.savings import ImageSavings, image_savings
 
 REQUESTS_SHOWN = 20
@@ -127,17 +127,11 @@ def name_preview(data: Mapping[str, str]) -> dict[str, Any]:
     """The first and last names a pattern gives (shown while the form is filled in), or why it gives none."""
     count = _int(data, "count", 1)
     first = _int(data, "first_number", 1)
-    if count is None or first is None or count < 1 or first < 0:
+    if count is None or first is None:
         return {"error": "Give a number of VMs and a first number."}
-    if count > MAX_COUNT:
-        return {"error": f"At most {MAX_COUNT} VMs per request."}
-    try:
-        names = expand_pattern(data.get("name_pattern", ""), count, first)
-    except ValueError as exc:
-        return {"error": f"{str(exc)[:1].upper()}{str(exc)[1:]}."}
-    bad = next((name for name in names if not NAME_RE.match(name)), None)
-    if bad is not None:
-        return {"error": f"{bad!r} is not a valid VM name: {NAME_RULE}."}
+    names, errors = pattern_names(data.get("name_pattern", ""), count, first)
+    if errors:
+        return {"error": " ".join(message for messages in errors.values() for message in messages)}
     return {"first": names[0], "second": names[1] if len(names) > 2 else "", "last": names[-1], "count": len(names)}
 
 

@@ -459,7 +459,7 @@ def test_the_name_preview_expands_the_pattern_as_the_request_will(operator_clien
     for params, text in (
         ({"name_pattern": "web", "count": 3}, "must contain {n}"),
         ({"name_pattern": "web-{n}", "count": "x"}, "Give a number of VMs"),
-        ({"name_pattern": "web-{n}", "count": 100000}, "At most 500"),
+        ({"name_pattern": "web-{n}", "count": 100000}, "Between 1 and 500 VMs per request."),
         ({"name_pattern": "a b{n}", "count": 2}, "not a valid VM name"),
     ):
         html = operator_client.get(url, {"fragment": "preview", **params}).content.decode()

@@ -119,13 +119,16 @@ class InventoryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):  # type
     """Read-only inventory."""
 
 
-def _accepted(request: Request, data: Any, obj: Model, view_name: str) -> Response:
+def accepted(request: Request, data: Any, obj: Model, view_name: str) -> Response:
+    """202 with ``data`` and the queued object's URL as ``Location``."""
     location = reverse(view_name, args=[obj.pk], request=request)
     return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
-def _operation_accepted(request: Request, op: Operation) -> Response:
-    return _accepted(request, s.OperationSerializer(op).data, op, "api:operation-detail")
+def operation_accepted(request: Request, op: Operation) -> Response:
+    """202 with the queued operation as the operation endpoint shows it."""
+    op = selectors.operation_list().get(pk=op.pk)
+    return accepted(request, s.OperationSerializer(op).data, op, "api:operation-detail")
 
 
 def _refused(exc: DjangoValidationError) -> Response:
@@ -230,7 +233,7 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
     def discover(self, request: Request, pk: str | None = None) -> Response:
         run = request_discovery(provider=self.get_object(), trigger=DiscoveryRun.Trigger.API, user=request.user)
         run = selectors.discovery_list().get(pk=run.pk)
-        return _accepted(request, s.DiscoveryRunSerializer(run).data, run, "api:discoveryrun-detail")
+        return accepted(request, s.DiscoveryRunSerializer(run).data, run, "api:discoveryrun-detail")
 
     @extend_schema(
         request=None,
@@ -249,7 +252,7 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
             op = request_environment_check(provider=self.get_object(), user=request.user)
         except DjangoValidationError as exc:
             return _refused(exc)
-        return _operation_accepted(request, op)
+        return operation_accepted(request, op)
 
     @extend_schema(responses={200: s.DiscoveryRunSerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"])
@@ -341,7 +344,7 @@ class VMViewSet(InventoryViewSet):
             op = request_vm_operation(vm=vm, kind=kind, user=self.request.user, params=params)
         except DjangoValidationError as exc:
             return _refused(exc)
-        return _operation_accepted(self.request, op)
+        return operation_accepted(self.request, op)
 
     @_power_action_schema(Operation.Kind.VM_START)
     @action(detail=True, methods=["post"])

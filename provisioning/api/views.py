@@ -31,12 +31,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.serializers import BaseSerializer
 
 from inventory import selectors as inventory_selectors
 from inventory.api import serializers as inventory_serializers
-from inventory.api.views import QUEUED_OPERATION, REFUSED, ListFiltersMixin, VomPagination
+from inventory.api.views import QUEUED_OPERATION, REFUSED, ListFiltersMixin, VomPagination, accepted, operation_accepted
 from inventory.filters import OperationFilterSet
 from inventory.models import Operation, StoragePool, StorageVolume
 from inventory.roles import ADMIN, OPERATOR
@@ -68,16 +67,6 @@ def call_service(service: Any, *, renamed: dict[str, str] | None = None, **kwarg
             names = renamed or {}
             raise ValidationError({names.get(field, field): msgs for field, msgs in exc.message_dict.items()}) from None
         raise Refused("; ".join(exc.messages)) from None
-
-
-def _accepted(request: Request, data: Any, view_name: str, pk: int) -> Response:
-    location = reverse(view_name, args=[pk], request=request)
-    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
-
-
-def _operation_accepted(request: Request, op: Operation) -> Response:
-    op = inventory_selectors.operation_list().get(pk=op.pk)
-    return _accepted(request, inventory_serializers.OperationSerializer(op).data, "api:operation-detail", op.pk)
 
 
 # --- golden images ------------------------------------------------------------------------------------
@@ -191,7 +180,7 @@ class GoldenImageViewSet(
         )
         provisioning = selectors.request_list().get(pk=provisioning.pk)
         payload = s.ProvisioningRequestDetailSerializer(provisioning, context={"request": request}).data
-        return _accepted(request, payload, "api:provisioningrequest-detail", provisioning.pk)
+        return accepted(request, payload, provisioning, "api:provisioningrequest-detail")
 
     @extend_schema(
         responses={200: s.ImageSavingsSerializer},
@@ -290,7 +279,7 @@ class VMFromVolumeViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.Gene
         )
         provisioning = selectors.request_list().get(pk=provisioning.pk)
         payload = s.ProvisioningRequestDetailSerializer(provisioning, context={"request": request}).data
-        return _accepted(request, payload, "api:provisioningrequest-detail", provisioning.pk)
+        return accepted(request, payload, provisioning, "api:provisioningrequest-detail")
 
 
 # --- storage savings per pool -------------------------------------------------------------------------
@@ -356,7 +345,7 @@ class _StorageOperationViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = self.body_class(data=request.data)
         body.is_valid(raise_exception=True)
-        return _operation_accepted(request, self.request_operation(dict(body.validated_data)))
+        return operation_accepted(request, self.request_operation(dict(body.validated_data)))
 
     def request_operation(self, data: dict[str, Any]) -> Operation:
         raise NotImplementedError

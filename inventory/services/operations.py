@@ -96,6 +96,17 @@ def supported(vm: VirtualMachine, kind: str) -> bool:
     return kind in PLATFORM_OPERATIONS.get(vm.provider.kind, frozenset())
 
 
+def can_force_power_off(op: Operation, vm: VirtualMachine | None) -> bool:
+    """Whether to offer "Power off" after ``op``: a graceful shutdown that timed out, on a VM that can be."""
+    return (
+        op.kind == Kind.VM_SHUTDOWN
+        and op.status == Operation.Status.FAILED
+        and bool((op.result or {}).get("can_force"))
+        and vm is not None
+        and Kind.VM_POWER_OFF in allowed_operations(vm)
+    )
+
+
 def allowed_operations(vm: VirtualMachine) -> list[str]:
     """The power actions (and migrate) that make sense for the VM's platform and current state."""
     if vm.removed_at is not None:

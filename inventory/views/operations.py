@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from inventory import selectors
 from inventory.filters import OperationFilterSet
 from inventory.models import Operation
-from inventory.services.operations import allowed_operations
+from inventory.services.operations import can_force_power_off
 from inventory.views.common import paginate, provider_options, render_fragment, requested_fragment, unknown_fragment
 
 
@@ -34,14 +34,7 @@ def operation_list(request: HttpRequest) -> HttpResponse:
 
 def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     op = get_object_or_404(selectors.operation_list(), pk=pk)
-    can_force = (
-        op.kind == Operation.Kind.VM_SHUTDOWN
-        and op.status == Operation.Status.FAILED
-        and bool((op.result or {}).get("can_force"))
-        and op.vm is not None
-        and Operation.Kind.VM_POWER_OFF in allowed_operations(op.vm)
-    )
-    context = {"op": op, "log": list(op.log.all()), "can_force": can_force}
+    context = {"op": op, "log": list(op.log.all()), "can_force": can_force_power_off(op, op.vm)}
     fragment = requested_fragment(request)
     if fragment == "live":
         return render_fragment(request, "inventory/operations/_live.html", context)

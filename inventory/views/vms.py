@@ -128,13 +128,7 @@ def _live_context(vm: VirtualMachine) -> dict[str, Any]:
     operations = _vm_operations(vm)
     actions = _actions(vm)
     latest = operations[0] if operations else None
-    can_force = (
-        latest is not None
-        and latest.kind == Kind.VM_SHUTDOWN
-        and latest.status == Operation.Status.FAILED
-        and bool((latest.result or {}).get("can_force"))
-        and any(a["kind"] == Kind.VM_POWER_OFF for a in actions)
-    )
+    can_force = latest is not None and operation_service.can_force_power_off(latest, vm)
     migrate_hosts: list[Host] = []
     if any(a["kind"] == Kind.VM_MIGRATE for a in actions):
         migrate_hosts = list(

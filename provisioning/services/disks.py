@@ -64,9 +64,10 @@ def _user(user: Any | None) -> Any | None:
     return user if user is not None and user.is_authenticated else None
 
 
-def _vm_problem(vm: VirtualMachine) -> str | None:
+def vm_problem(vm: VirtualMachine) -> str | None:
+    """Why ``vm`` gets no disks from this console, or None."""
     if vm.provider.kind != vm.provider.Kind.LIBVIRT:
-        return f"{vm.provider.get_kind_display()} VMs get disks from their manager: not from this console yet"
+        return f"{vm.provider.get_kind_display()} VMs get their disks from their manager, not from this console"
     if vm.removed_at is not None:
         return f"VM {vm.name!r} was removed on {vm.removed_at:%Y-%m-%d %H:%M}"
     return None
@@ -121,7 +122,7 @@ def request_disk_add(
     as the next free target on ``bus`` — to the running VM where the platform allows it, and always to
     its persistent definition. Raises ValidationError with field errors.
     """
-    problem = _vm_problem(vm)
+    problem = vm_problem(vm)
     if problem:
         raise ValidationError(problem)
     errors: dict[str, list[str]] = {}
@@ -197,7 +198,7 @@ def _free_volume_name(vm: VirtualMachine, pool: StoragePool | None, fmt: str) ->
 
 def request_disk_resize(*, vm: VirtualMachine, disk: VirtualDisk, size_bytes: int, user: Any | None) -> Operation:
     """Grow one of ``vm``'s disks. virtio disks only while the VM is shut off (no online resize)."""
-    problem = _vm_problem(vm)
+    problem = vm_problem(vm)
     if problem:
         raise ValidationError(problem)
     if disk.vm_id != vm.pk:

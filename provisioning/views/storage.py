@@ -14,17 +14,14 @@ from inventory.models import Provider, StorageVolume, VirtualDisk, VirtualMachin
 from inventory.roles import OPERATOR, role_required
 from provisioning.forms import DiskAddForm, DiskResizeForm, VMFromVolumeForm, VolumeCloneForm
 from provisioning.services.common import GiB
-from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
+from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone, vm_problem
 from provisioning.services.requests import request_vm_from_volume
 
 
 def _vm_unavailable(vm: VirtualMachine) -> str:
-    """Why the page offers no form for ``vm`` (the service refuses these too, with the same reason)."""
-    if vm.provider.kind != Provider.Kind.LIBVIRT:
-        return f"{vm.provider.get_kind_display()} VMs get their disks from their manager, not from this console."
-    if vm.removed_at is not None:
-        return f"VM {vm.name} was removed on {vm.removed_at:%Y-%m-%d %H:%M}."
-    return ""
+    """Why the page offers no form for ``vm``: the service's own reason."""
+    problem = vm_problem(vm)
+    return f"{problem}." if problem else ""
 
 
 def _volume_unavailable(volume: StorageVolume, done: str) -> str:

@@ -211,7 +211,7 @@ def test_no_disk_or_clone_actions_for_vms_and_volumes_of_other_platforms(operato
         {"bus": "virtio", "source": "new", "pool": pool.pk, "size_gib": "1", "format": "qcow2"},
     )
     assert response.status_code == 200
-    assert "get disks from their manager" in response.content.decode()
+    assert "get their disks from their manager" in response.content.decode()
     assert not Operation.objects.filter(kind=Operation.Kind.DISK_ADD).exists()
 
 

@@ -262,6 +262,7 @@ def test_golden_vm_name_is_taken_too(operator_api, golden):
     response = _provision(operator_api, golden, count=1, name_pattern="golden-vm")
     assert response.status_code == 400
     assert response.json()["name_pattern"] == ["Already in use on this host: golden-vm."]
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 
 def test_too_little_space_for_full_copies_says_how_much(operator_api, golden):
@@ -270,6 +271,7 @@ def test_too_little_space_for_full_copies_says_how_much(operator_api, golden):
     (reason,) = response.json()["pool"]
     assert reason.startswith(f"Pool images has {pool.available_bytes / GiB:.1f} GiB free; 60 full copies of debian-12")
     assert reason.endswith("need 120.0 GiB.")
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 
 def test_a_pool_on_another_provider_is_refused(operator_api, golden):
@@ -277,6 +279,7 @@ def test_a_pool_on_another_provider_is_refused(operator_api, golden):
     response = _provision(operator_api, golden, pool=pool.pk)
     assert response.status_code == 400
     assert response.json()["pool"] == [f"Pool {pool.name} is on another provider than debian-12: it cannot reach it."]
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 
 def test_a_host_of_another_provider_is_refused(operator_api, golden):
@@ -285,6 +288,7 @@ def test_a_host_of_another_provider_is_refused(operator_api, golden):
     response = _provision(operator_api, golden, host=host.pk)
     assert response.status_code == 400
     assert "is not a present host of debian-12's provider" in response.json()["host"][0]
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 
 def test_a_started_template_vm_refuses_provisioning(operator_api, golden):
@@ -292,6 +296,7 @@ def test_a_started_template_vm_refuses_provisioning(operator_api, golden):
     response = _provision(operator_api, golden)
     assert response.status_code == 400
     assert "'golden-vm' is running: shut it down first" in response.json()["golden_image"][0]
+    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 
 def test_names_being_provisioned_by_another_request_are_refused(operator_api, golden):

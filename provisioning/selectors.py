@@ -31,7 +31,7 @@ def golden_image_list() -> QuerySet[GoldenImage]:
     """Golden images with their children and the space the space-optimized ones save.
 
     ``child_count``/``child_bytes``: copy-on-write children found on disk (as ``image_savings``
-    counts them); ``full_count``: full copies it made that still exist; ``parent_bytes``: the image's
+    counts them); ``full_count``/``full_bytes``: full copies it made that still exist; ``parent_bytes``: the image's
     allocation as last discovered (as registered when the volume is gone).
     """
     children = _children_of_image()
@@ -49,8 +49,15 @@ def golden_image_list() -> QuerySet[GoldenImage]:
             )
         )
     )
+    full_copy_volumes = StorageVolume.objects.filter(
+        pool__provider_id=OuterRef("provider_id"),
+        pool__removed_at__isnull=True,
+        path__in=ProvisionedVM.objects.filter(
+            request__golden_image=OuterRef(OuterRef("pk")), status=V.DONE, request__mode=Mode.FULL
+        ).values("volume_path"),
+    ).order_by()
     return (
-        GoldenImage.objects.select_related("provider", "pool", "pool__host", "template_vm")
+        GoldenImage.objects.select_related("provider", "pool", "pool__host", "template_vm", "created_by")
         .annotate(
             child_count=Coalesce(
                 Subquery(
@@ -69,18 +76,17 @@ def golden_image_list() -> QuerySet[GoldenImage]:
                 ),
                 0,
             ),
+            full_bytes=Coalesce(
+                Subquery(
+                    full_copy_volumes.values("pool__provider_id").annotate(s=Sum("allocation_bytes")).values("s")[:1],
+                    output_field=IntegerField(),
+                ),
+                0,
+            ),
             parent_bytes=Coalesce(Subquery(current_parent.values("allocation_bytes")[:1]), "allocation_bytes"),
         )
         .order_by("name", "pk")
     )
-
-
-def saved_bytes(image: GoldenImage) -> int:
-    """Space the image's space-optimized children save against as many full copies (from the annotations)."""
-    children: int = image.child_count  # type: ignore[attr-defined]
-    parent: int = image.parent_bytes  # type: ignore[attr-defined]
-    used: int = image.child_bytes  # type: ignore[attr-defined]
-    return max(0, children * parent - used)
 
 
 def request_list() -> QuerySet[ProvisioningRequest]:

@@ -42,17 +42,6 @@ def _object(
     )
 
 
-def annotated_savings(image: Any) -> Savings:
-    """The savings of an image of ``golden_image_savings_list``, from its annotations (no query)."""
-    return Savings(
-        children=image.child_count,
-        children_bytes=image.child_bytes,
-        full_equivalent_bytes=image.child_count * image.parent_bytes,
-        full_copies=image.full_count,
-        full_copies_bytes=image.full_bytes,
-    )
-
-
 # --- savings --------------------------------------------------------------------------------------
 
 
@@ -152,10 +141,10 @@ class GoldenImageSerializer(serializers.ModelSerializer[GoldenImage]):
         read_only_fields = fields
 
     def _savings(self, image: GoldenImage) -> Savings:
-        """From the list's annotations (``golden_image_savings_list``), else read with ``image_savings``; once."""
+        """From the list's annotations (``selectors.golden_image_list``), else read with ``image_savings``; once."""
         cached: Savings | None = getattr(image, "_api_savings", None)
         if cached is None:
-            cached = annotated_savings(image) if hasattr(image, "child_count") else image_savings(image).savings
+            cached = Savings.of_listed(image) if hasattr(image, "child_count") else image_savings(image).savings
             setattr(image, "_api_savings", cached)  # noqa: B010 - a plain cache on the row, not a model field
         return cached
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import IntegerField, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -37,12 +36,12 @@ from inventory import selectors as inventory_selectors
 from inventory.api import serializers as inventory_serializers
 from inventory.api.views import QUEUED_OPERATION, REFUSED, ListFiltersMixin, VomPagination, accepted, operation_accepted
 from inventory.filters import OperationFilterSet
-from inventory.models import Operation, StoragePool, StorageVolume
+from inventory.models import Operation, StoragePool
 from inventory.roles import ADMIN, OPERATOR
 from provisioning import selectors
 from provisioning.api import serializers as s
 from provisioning.api.filters import GoldenImageFilterSet, ProvisioningRequestFilterSet
-from provisioning.models import GoldenImage, Mode, ProvisionedVM
+from provisioning.models import GoldenImage
 from provisioning.services.common import MiB
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
@@ -70,24 +69,6 @@ def call_service(service: Any, *, renamed: dict[str, str] | None = None, **kwarg
 
 
 # --- golden images ------------------------------------------------------------------------------------
-
-
-def golden_image_savings_list() -> QuerySet[GoldenImage]:
-    """The selector's golden images, with the full copies' actual allocation too (one subquery more)."""
-    made_full = ProvisionedVM.objects.filter(
-        request__golden_image=OuterRef(OuterRef("pk")),
-        status=ProvisionedVM.Status.DONE,
-        request__mode=Mode.FULL,
-    ).values("volume_path")
-    full_volumes = StorageVolume.objects.filter(
-        pool__provider_id=OuterRef("provider_id"), pool__removed_at__isnull=True, path__in=made_full
-    ).order_by()
-    full_bytes = full_volumes.values("pool__provider_id").annotate(total=Sum("allocation_bytes")).values("total")[:1]
-    return (
-        selectors.golden_image_list()
-        .select_related("created_by")
-        .annotate(full_bytes=Coalesce(Subquery(full_bytes, output_field=IntegerField()), 0))
-    )
 
 
 @extend_schema_view(
@@ -127,7 +108,7 @@ class GoldenImageViewSet(
 
     def get_queryset(self) -> QuerySet[GoldenImage]:
         if self.action == "list":
-            return golden_image_savings_list()
+            return selectors.golden_image_list()
         return GoldenImage.objects.select_related("provider", "pool", "template_vm", "created_by")
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:

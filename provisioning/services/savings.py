@@ -43,6 +43,19 @@ class Savings:
         """What the children take, in percent of what as many full copies would take."""
         return 100 * self.children_bytes / self.full_equivalent_bytes if self.full_equivalent_bytes else 0.0
 
+    @classmethod
+    def of_listed(cls, image: GoldenImage) -> Savings:
+        """The savings of an image of ``selectors.golden_image_list`` from its annotations (no query);
+        the same figures :func:`image_savings` reads."""
+        children: int = image.child_count  # type: ignore[attr-defined]
+        return cls(
+            children=children,
+            children_bytes=image.child_bytes,  # type: ignore[attr-defined]
+            full_equivalent_bytes=children * image.parent_bytes,  # type: ignore[attr-defined]
+            full_copies=image.full_count,  # type: ignore[attr-defined]
+            full_copies_bytes=image.full_bytes,  # type: ignore[attr-defined]
+        )
+
     def add(self, other: Savings) -> None:
         self.children += other.children
         self.children_bytes += other.children_bytes

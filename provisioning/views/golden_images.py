@@ -19,7 +19,7 @@ from provisioning.models import GoldenImage, Mode
 from provisioning.services.common import human_bytes
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import pattern_names, request_provisioning, source_of, space_needed
-from provisioning.services.savings import ImageSavings, image_savings
+from provisioning.services.savings import ImageSavings, Savings, image_savings
 
 REQUESTS_SHOWN = 20
 # Colours of the savings charts: what the children take, what full copies would take, copies made.
@@ -35,7 +35,7 @@ def _id_param(request: HttpRequest, name: str) -> int | None:
 
 def golden_image_list(request: HttpRequest) -> HttpResponse:
     page = paginate(request, selectors.golden_image_list())
-    rows = [(image, selectors.saved_bytes(image)) for image in page]
+    rows = [(image, Savings.of_listed(image).saved_bytes) for image in page]
     return render(request, "provisioning/golden_images/list.html", {"page": page, "rows": rows})
 
 

@@ -11,6 +11,7 @@ from provisioning import selectors
 from provisioning.management.commands._cli import golden_image_named, provider_named, refuse, vm_named, volume_at
 from provisioning.services.common import human_bytes
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
+from provisioning.services.savings import Savings
 
 # Service field → the option that gave it.
 OPTIONS = {"template_vm": "vm"}
@@ -62,7 +63,7 @@ class Command(BaseCommand):
                     human_bytes(image.parent_bytes),  # type: ignore[attr-defined]
                     image.template_vm_name,
                     f"{image.child_count} + {image.full_count} full",  # type: ignore[attr-defined]
-                    human_bytes(selectors.saved_bytes(image)),
+                    human_bytes(Savings.of_listed(image).saved_bytes),
                 )
             )
         if not rows:

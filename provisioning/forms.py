@@ -15,9 +15,10 @@ from django.core.exceptions import ValidationError
 
 from inventory.forms import ServiceErrorsMixin
 from inventory.models import Host, Network, StoragePool, StorageVolume, VirtualMachine
+from inventory.units import human_bytes
 from provisioning import selectors
 from provisioning.models import GoldenImage, Mode
-from provisioning.services.common import GiB, MiB, human_bytes
+from provisioning.services.common import GiB, MiB
 
 # Bounds that only keep numbers inside what the database and Python's ints handle; the services
 # give the real limits (and say them).

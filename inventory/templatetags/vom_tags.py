@@ -13,9 +13,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-register = template.Library()
+from inventory.units import human_bytes
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+register = template.Library()
 
 # Normalized VM state → badge colour class (styled in static/vom/vom.css).
 VM_STATE_CLASS = {
@@ -54,13 +54,7 @@ def bytes_h(value: Any) -> str:
         return "—"
     if size < 0:
         return "—"
-    unit = 0
-    while size >= 1024 and unit < len(_UNITS) - 1:
-        size /= 1024
-        unit += 1
-    if unit == 0:
-        return f"{int(size)} B"
-    return f"{size:.1f} {_UNITS[unit]}" if size < 100 else f"{size:.0f} {_UNITS[unit]}"
+    return human_bytes(size)
 
 
 @register.filter

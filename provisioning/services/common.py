@@ -59,14 +59,6 @@ def volume_file_name(base: str, fmt: str) -> str:
     return f"{base}.{'qcow2' if fmt == 'qcow2' else 'img'}"
 
 
-def human_bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
 def refresh_inventory(provider: Provider, run: OperationRun, *, wait_seconds: float = 120) -> DiscoveryRun | None:
     """Discover ``provider`` now, in this worker, so the inventory shows what was just made.
 

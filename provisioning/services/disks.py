@@ -36,6 +36,7 @@ from inventory.services.operations import (
     expire_abandoned_operations,
     finish_operation,
 )
+from inventory.units import human_bytes
 from provisioning.models import Mode
 from provisioning.services.common import (
     NAME_RE,
@@ -43,7 +44,6 @@ from provisioning.services.common import (
     VOLUME_FORMATS,
     GiB,
     MiB,
-    human_bytes,
     libvirt_driver,
     pool_problem,
     refresh_inventory,

@@ -52,12 +52,12 @@ from inventory.services.operations import (
     enqueue_operation,
     finish_operation,
 )
+from inventory.units import human_bytes
 from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import (
     NAME_RE,
     NAME_RULE,
     MiB,
-    human_bytes,
     libvirt_driver,
     pool_problem,
     refresh_inventory,

@@ -12,11 +12,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from inventory import charts
 from inventory.roles import ADMIN, OPERATOR, role_required
+from inventory.units import human_bytes
 from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
 from provisioning.forms import GoldenImageForm, ProvisionForm
 from provisioning.models import GoldenImage, Mode
-from provisioning.services.common import human_bytes
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import pattern_names, request_provisioning, source_of, space_needed
 from provisioning.services.savings import ImageSavings, Savings, image_savings

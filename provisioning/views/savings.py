@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from inventory import charts
 from inventory.models import StoragePool
+from inventory.units import human_bytes
 from provisioning import selectors
-from provisioning.services.common import human_bytes
 from provisioning.services.savings import pool_savings
 from provisioning.views.golden_images import CHILDREN_COLOR, FULL_EQUIVALENT_COLOR
 

@@ -270,7 +270,7 @@ def test_too_little_space_for_full_copies_says_how_much(operator_api, golden):
     response = _provision(operator_api, golden, mode="full", count=60)
     (reason,) = response.json()["pool"]
     assert reason.startswith(f"Pool images has {pool.available_bytes / GiB:.1f} GiB free; 60 full copies of debian-12")
-    assert reason.endswith("need 120.0 GiB.")
+    assert reason.endswith("need 120 GiB.")
     assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
 
 

@@ -178,7 +178,7 @@ def test_provision_refusal_prints_one_line_per_field(golden):
 def test_provision_refuses_too_little_space_for_full_copies(golden):
     _, err = refused(*PROVISION, "--count", "60", "--pattern", "db-{n}", "--mode", "full")
     (line,) = err.splitlines()
-    assert line.startswith("pool: Pool images has ") and line.endswith("need 120.0 GiB.")
+    assert line.startswith("pool: Pool images has ") and line.endswith("need 120 GiB.")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ subqueries or one grouped query, never one query per row.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ from django.db.models.functions import Coalesce
 
 from inventory.models import StoragePool, StorageVolume, VirtualMachine
 from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
-from provisioning.services.savings import Savings
+from provisioning.services.savings import Savings, child_groups, compared, parents_of
 
 V = ProvisionedVM.Status
 
@@ -150,50 +149,34 @@ class PoolSavings:
 
 
 def savings_by_pool() -> tuple[Savings, list[PoolSavings]]:
-    """Every pool holding copy-on-write children, with ``pool_savings``' totals — in three queries.
+    """Every live pool holding copy-on-write children, with ``pool_savings``' totals — in three queries.
 
-    As in ``pool_savings``: a child is compared with a full copy of its parent as the inventory last
-    saw it (the parent's allocation); children whose parent the inventory does not know are counted
-    apart and left out of the comparison.
+    The same groups and the same comparison as ``pool_savings`` (``child_groups``, ``compared``):
+    children whose parent the inventory does not know are counted apart and left out of the total.
     """
-    groups = list(
-        StorageVolume.objects.filter(pool__removed_at__isnull=True)
-        .exclude(backing_store="")
-        .values("pool_id", "pool__provider_id", "backing_store")
-        .annotate(n=Count("pk"), total=Sum("allocation_bytes"))
-        .order_by()
-    )
+    groups = child_groups(StorageVolume.objects.filter(pool__removed_at__isnull=True))
     if not groups:
         return Savings(), []
-    parent_bytes: dict[tuple[int, str], int] = {}
-    parents = StorageVolume.objects.filter(
-        pool__removed_at__isnull=True, path__in={g["backing_store"] for g in groups}
-    ).values_list("pool__provider_id", "path", "allocation_bytes")
-    for provider_id, path, allocation in parents:
-        parent_bytes[(provider_id, path)] = allocation
+    parents = parents_of(groups)
     pools = {
         pool.pk: pool
-        for pool in StoragePool.objects.filter(pk__in={g["pool_id"] for g in groups}).select_related("provider", "host")
+        for pool in StoragePool.objects.filter(pk__in={g.pool_id for g in groups}).select_related("provider", "host")
     }
     per_pool: dict[int, PoolSavings] = {}
-    parents_seen: dict[int, set[str]] = defaultdict(set)
     total = Savings()
     for group in groups:
-        pool = pools[group["pool_id"]]
-        row = per_pool.setdefault(
-            pool.pk, PoolSavings(pool=pool, savings=Savings(), parents=0, unknown_parent_children=0)
-        )
-        parents_seen[pool.pk].add(group["backing_store"])
-        parent = parent_bytes.get((group["pool__provider_id"], group["backing_store"]))
+        row = per_pool.get(group.pool_id)
+        if row is None:
+            row = per_pool[group.pool_id] = PoolSavings(
+                pool=pools[group.pool_id], savings=Savings(), parents=0, unknown_parent_children=0
+            )
+        row.parents += 1  # one group per pool and parent
+        parent = parents.get((group.provider_id, group.parent_path))
         if parent is None:
-            row.unknown_parent_children += group["n"]
+            row.unknown_parent_children += group.children
             continue
-        part = Savings(
-            children=group["n"], children_bytes=group["total"] or 0, full_equivalent_bytes=group["n"] * parent
-        )
+        part = compared(group, parent)
         row.savings.add(part)
         total.add(part)
-    for pk, row in per_pool.items():
-        row.parents = len(parents_seen[pk])
     rows = sorted(per_pool.values(), key=lambda r: (-r.savings.saved_bytes, r.pool.name, r.pool.pk))
     return total, rows

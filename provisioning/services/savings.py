@@ -7,8 +7,9 @@ a full copy takes what its parent image takes now.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
+
+from django.db.models import Count, QuerySet, Sum
 
 from inventory.models import StoragePool, StorageVolume, VirtualDisk, VirtualMachine
 from provisioning.models import GoldenImage, Mode, ProvisionedVM
@@ -126,37 +127,87 @@ class ParentGroup:
     savings: Savings
 
 
+@dataclass
+class ChildGroup:
+    """The space-optimized children in one pool of one parent image, counted and summed by the database."""
+
+    pool_id: int
+    provider_id: int
+    parent_path: str
+    children: int
+    children_bytes: int
+
+
+def child_groups(volumes: QuerySet[StorageVolume]) -> list[ChildGroup]:
+    """``volumes``' copy-on-write children (those with a backing store), one group per pool and parent."""
+    rows = (
+        volumes.exclude(backing_store="")
+        .values("pool_id", "pool__provider_id", "backing_store")
+        .annotate(n=Count("pk"), total=Sum("allocation_bytes"))
+        .order_by("pool_id", "backing_store")
+    )
+    return [
+        ChildGroup(
+            pool_id=row["pool_id"],
+            provider_id=row["pool__provider_id"],
+            parent_path=row["backing_store"],
+            children=row["n"],
+            children_bytes=row["total"] or 0,
+        )
+        for row in rows
+    ]
+
+
+def parents_of(groups: list[ChildGroup]) -> dict[tuple[int, str], StorageVolume]:
+    """The groups' parent images the inventory knows: volumes at that path in a live pool of the same
+    provider, by (provider, path)."""
+    if not groups:
+        return {}
+    volumes = StorageVolume.objects.filter(
+        pool__removed_at__isnull=True,
+        pool__provider_id__in={g.provider_id for g in groups},
+        path__in={g.parent_path for g in groups},
+    ).select_related("pool")
+    return {(v.pool.provider_id, v.path): v for v in volumes}
+
+
+def compared(group: ChildGroup, parent: StorageVolume | None) -> Savings:
+    """The group against as many full copies of its parent as it has children; a child of an unknown
+    parent is counted without a comparison (its parent's size is not guessed)."""
+    return Savings(
+        children=group.children,
+        children_bytes=group.children_bytes,
+        full_equivalent_bytes=group.children * parent.allocation_bytes if parent is not None else 0,
+    )
+
+
 def pool_savings(pool: StoragePool) -> tuple[Savings, list[ParentGroup]]:
     """Per parent image, the space-optimized children in ``pool`` against full copies of the parent.
 
-    Children whose parent image the inventory does not know are listed without a comparison (their
-    parent's size is not known, and it is not guessed).
+    The total leaves out children whose parent image the inventory does not know; they are listed
+    with their group.
     """
-    children = StorageVolume.objects.filter(pool=pool).exclude(backing_store="")
-    by_parent: dict[str, list[int]] = defaultdict(list)
-    for backing, allocation in children.values_list("backing_store", "allocation_bytes"):
-        by_parent[backing].append(allocation)
-    parents = {
-        v.path: v
-        for v in StorageVolume.objects.filter(
-            pool__provider_id=pool.provider_id, pool__removed_at__isnull=True, path__in=list(by_parent)
-        ).select_related("pool")
-    }
+    groups = child_groups(StorageVolume.objects.filter(pool=pool))
+    parents = parents_of(groups)
     images = {
         g.volume_path: g
-        for g in GoldenImage.objects.filter(provider_id=pool.provider_id, volume_path__in=list(by_parent))
+        for g in GoldenImage.objects.filter(
+            provider_id=pool.provider_id, volume_path__in=[group.parent_path for group in groups]
+        )
     }
     total = Savings()
-    groups = []
-    for path in sorted(by_parent):
-        allocations = by_parent[path]
-        parent = parents.get(path)
-        group = Savings(
-            children=len(allocations),
-            children_bytes=sum(allocations),
-            full_equivalent_bytes=len(allocations) * parent.allocation_bytes if parent is not None else 0,
-        )
+    result = []
+    for group in groups:
+        parent = parents.get((group.provider_id, group.parent_path))
+        savings = compared(group, parent)
         if parent is not None:
-            total.add(group)
-        groups.append(ParentGroup(parent_path=path, parent=parent, golden_image=images.get(path), savings=group))
-    return total, groups
+            total.add(savings)
+        result.append(
+            ParentGroup(
+                parent_path=group.parent_path,
+                parent=parent,
+                golden_image=images.get(group.parent_path),
+                savings=savings,
+            )
+        )
+    return total, result

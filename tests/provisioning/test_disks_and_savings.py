@@ -10,7 +10,7 @@ from provisioning.models import Mode
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.requests import request_provisioning
 from provisioning.services.savings import image_savings, pool_savings
-from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+from tests.provisioning.conftest import GOLDEN_PATH, IMAGES, MiB
 
 GiB = 1024**3
 
@@ -214,3 +214,47 @@ def test_the_backing_image_of_children_is_protected(golden, kvm, django_capture_
     with pytest.raises(ValidationError) as exc:
         request_disk_add(vm=vm_named(kvm, "app-01"), user=None, volume=golden_volume)
     assert "backing image" in exc.value.message_dict["volume"][0]
+
+
+def test_pool_savings_and_the_overview_share_one_rule(kvm, golden):
+    """Children of a known parent are compared; of an unknown one counted apart; a removed pool's not at all."""
+    from django.utils import timezone
+
+    from provisioning.selectors import savings_by_pool
+
+    images = StoragePool.objects.get(provider=kvm, name="images")
+    parent = StorageVolume.objects.get(path=GOLDEN_PATH)
+    other = StoragePool.objects.create(provider=kvm, name="other", uuid="0ther", type="dir")
+    gone = StoragePool.objects.create(provider=kvm, name="gone", uuid="g0ne", type="dir", removed_at=timezone.now())
+
+    def child(pool, name, backing, allocation):
+        StorageVolume.objects.create(
+            pool=pool, name=name, key=f"{pool.name}/{name}", path=f"/{pool.name}/{name}",
+            format="qcow2", capacity_bytes=2 * GiB, allocation_bytes=allocation, backing_store=backing,
+        )  # fmt: skip
+
+    child(images, "a.qcow2", GOLDEN_PATH, 3 * MiB)
+    child(images, "b.qcow2", GOLDEN_PATH, 5 * MiB)
+    child(images, "orphan.qcow2", "/nowhere/base.qcow2", 7 * MiB)
+    child(other, "c.qcow2", GOLDEN_PATH, 11 * MiB)
+    child(gone, "d.qcow2", GOLDEN_PATH, 13 * MiB)
+
+    total, groups = pool_savings(images)
+    seen = [(g.parent_path, g.parent, g.golden_image, g.savings.children, g.savings.children_bytes) for g in groups]
+    assert seen == [
+        ("/nowhere/base.qcow2", None, None, 1, 7 * MiB),
+        (GOLDEN_PATH, parent, golden, 2, 8 * MiB),
+    ]
+    assert groups[0].savings.full_equivalent_bytes == 0  # an unknown parent's size is not guessed
+    assert (total.children, total.children_bytes, total.full_equivalent_bytes) == (
+        2, 8 * MiB, 2 * parent.allocation_bytes,
+    )  # fmt: skip
+
+    overall, rows = savings_by_pool()
+    by_name = {row.pool.name: row for row in rows}
+    assert set(by_name) == {"images", "other"}  # the removed pool's children are not counted
+    assert (by_name["images"].parents, by_name["images"].unknown_parent_children) == (2, 1)
+    assert by_name["images"].savings.as_dict() == total.as_dict()
+    assert by_name["other"].savings.as_dict() == pool_savings(other)[0].as_dict()
+    assert overall.children == 3 and overall.children_bytes == 19 * MiB
+    assert overall.full_equivalent_bytes == 3 * parent.allocation_bytes

@@ -196,10 +196,15 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     expect(pool_field.locator(".field-error")).to_contain_text("use a directory or file-system pool")
     shot("prov-13-disk-add-refused")
     page.locator("#id_pool").select_option(str(StoragePool.objects.get(provider=kvm_host, name="images").pk))
-    page.get_by_role("button", name="Add disk").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Add disk app-01")
-    expect(page.locator(".op-status .badge")).to_have_text("Succeeded", timeout=TIMEOUT)
+    op_status = page.locator(".op-status .badge")
+    with _queue_held("provisioning"):  # the page must show the operation queued, then follow it
+        page.get_by_role("button", name="Add disk").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Add disk app-01")
+        expect(op_status).to_have_text("Pending")
+        _mark_page(page)
+    expect(op_status).to_have_text("Succeeded", timeout=TIMEOUT)
     expect(page.locator("table.log")).to_contain_text("attached as vdb")
+    _assert_same_page(page)
     shot("prov-14-disk-added")
 
     # 9. Volumes: clone one from the list.
@@ -210,8 +215,13 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     shared_row.get_by_role("link", name="Clone").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Clone volume shared.img")
     expect(page.locator("#id_name")).to_have_value("shared-clone.img")
-    page.get_by_role("button", name="Clone").click()
-    expect(page.locator(".op-status .badge")).to_have_text("Succeeded", timeout=TIMEOUT)
+    with _queue_held("provisioning"):
+        page.get_by_role("button", name="Clone").click()
+        expect(op_status).to_have_text("Pending")
+        _mark_page(page)
+    expect(op_status).to_have_text("Succeeded", timeout=TIMEOUT)
+    expect(page.locator("table.log")).to_contain_text("shared-clone.img")
+    _assert_same_page(page)
     shot("prov-16-volume-cloned")
     assert StorageVolume.objects.filter(pool__provider=kvm_host, name="shared-clone.img").exists()
     assert page_problems.all() == []

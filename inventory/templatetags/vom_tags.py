@@ -57,6 +57,14 @@ def bytes_h(value: Any) -> str:
     return human_bytes(size)
 
 
+@register.simple_tag
+def fact_value(key: Any, value: Any) -> SafeString | str:
+    """An operation's parameter or result: a ``*_bytes`` number as a size, the exact figure on hover."""
+    if str(key).endswith("_bytes") and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return format_html('<span title="{} bytes">{}</span>', f"{value:,}", human_bytes(value))
+    return str(value)
+
+
 @register.filter
 def duration_ms(value: Any) -> str:
     """Milliseconds as "850 ms", "12.3 s" or "4 min 05 s"."""

@@ -555,6 +555,13 @@ def test_a_volume_is_cloned_from_its_form(operator_client, kvm, django_capture_o
     assert op.status == Operation.Status.SUCCEEDED, op.error
     child = StorageVolume.objects.get(pool__provider=kvm, name="child.qcow2")
     assert child.backing_store == GOLDEN_PATH
+    # The operation page shows the recorded allocation as a size, the exact bytes on hover.
+    op.result["allocation_bytes"] = 3 * 1024**3 // 2
+    op.result["note"] = "<b>from a hypervisor</b>"
+    op.save(update_fields=["result"])
+    page = operator_client.get(op.get_absolute_url()).content.decode()
+    assert '<span title="1,610,612,736 bytes">1.5 GiB</span>' in page
+    assert "&lt;b&gt;from a hypervisor&lt;/b&gt;" in page
 
 
 def _new_vm_data(kvm: Provider, **changes: object) -> dict[str, object]:

@@ -91,6 +91,12 @@ class ProvisioningRequest(models.Model):
     bridge = models.CharField(max_length=64, blank=True, help_text="Host bridge for the first NIC.")
     start = models.BooleanField(default=False)
     heartbeat = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker.")
+    cancel_requested = models.DateTimeField(
+        null=True, blank=True, help_text="When a user asked to cancel: VMs not begun by then are not made."
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-pk"]
@@ -112,6 +118,7 @@ class ProvisionedVM(models.Model):
         STARTING = "starting", "Starting"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     request = models.ForeignKey(ProvisioningRequest, on_delete=models.CASCADE, related_name="vms")
     index = models.PositiveIntegerField()

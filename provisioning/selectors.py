@@ -91,11 +91,12 @@ def golden_image_list() -> QuerySet[GoldenImage]:
 def request_list() -> QuerySet[ProvisioningRequest]:
     return (
         ProvisioningRequest.objects.select_related(
-            "operation", "operation__requested_by", "golden_image", "provider", "pool", "host"
+            "operation", "operation__requested_by", "golden_image", "provider", "pool", "host", "cancelled_by"
         )
         .annotate(
             done_count=Count("vms", filter=Q(vms__status=V.DONE)),
             failed_count=Count("vms", filter=Q(vms__status=V.FAILED)),
+            cancelled_count=Count("vms", filter=Q(vms__status=V.CANCELLED)),
         )
         .order_by("-pk")
     )
@@ -103,7 +104,7 @@ def request_list() -> QuerySet[ProvisioningRequest]:
 
 def request_detail() -> QuerySet[ProvisioningRequest]:
     return ProvisioningRequest.objects.select_related(
-        "operation", "operation__requested_by", "golden_image", "provider", "pool", "host"
+        "operation", "operation__requested_by", "golden_image", "provider", "pool", "host", "cancelled_by"
     )
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("golden-images/<int:pk>/delete/", golden_images.golden_image_delete, name="golden-image-delete"),
     path("requests/", requests.request_list, name="provisioning-request-list"),
     path("requests/<int:pk>/", requests.request_detail, name="provisioning-request-detail"),
+    path("requests/<int:pk>/cancel/", requests.request_cancel, name="provisioning-request-cancel"),
     path("savings/", savings.storage_savings, name="storage-savings"),
     path("savings/pools/<int:pk>/", savings.pool_savings_detail, name="pool-savings"),
     path("vms/<int:pk>/disks/add/", storage.vm_disk_add, name="vm-disk-add"),

@@ -283,6 +283,10 @@ class ProvisioningRequestSerializer(serializers.ModelSerializer[ProvisioningRequ
     host_name = _name_of("host.hostname")
     done = serializers.IntegerField(source="done_count", read_only=True, help_text="VMs provisioned.")
     failed = serializers.IntegerField(source="failed_count", read_only=True, help_text="VMs that failed.")
+    cancelled = serializers.IntegerField(
+        source="cancelled_count", read_only=True, help_text="VMs not made because the request was cancelled."
+    )
+    cancelled_by = _name_of("cancelled_by.username")
 
     class Meta:
         model = ProvisioningRequest
@@ -319,6 +323,9 @@ class ProvisioningRequestSerializer(serializers.ModelSerializer[ProvisioningRequ
             "start",
             "done",
             "failed",
+            "cancelled",
+            "cancel_requested",
+            "cancelled_by",
         ]
         read_only_fields = fields
 

@@ -45,7 +45,7 @@ from provisioning.models import GoldenImage
 from provisioning.services.common import MiB
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
-from provisioning.services.requests import request_provisioning, request_vm_from_volume
+from provisioning.services.requests import cancel_provisioning, request_provisioning, request_vm_from_volume
 from provisioning.services.savings import image_savings, pool_savings
 
 FIELD_ERRORS = OpenApiResponse(description='Field errors: `{"field": ["why"]}`.')
@@ -190,6 +190,7 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
     filterset_class = ProvisioningRequestFilterSet
     ordering_fields = ["id", "count", "golden_image_name", "operation__created", "operation__status"]
     ordering = ["-id"]
+    write_role = OPERATOR
 
     def get_queryset(self) -> QuerySet[Any]:
         if self.action == "retrieve":
@@ -197,9 +198,31 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
         return selectors.request_list()
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
-        if self.action == "retrieve":
+        if self.action in ("retrieve", "cancel"):
             return s.ProvisioningRequestDetailSerializer
         return s.ProvisioningRequestSerializer
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: OpenApiResponse(
+                s.ProvisioningRequestDetailSerializer,
+                description="Cancellation asked for. A queued request has ended (`status` failed, every VM "
+                "`cancelled`); a running one stops before its next VM: poll `Location`.",
+            ),
+            409: REFUSED,
+        },
+        summary="Cancel a provisioning request",
+        description="A queued request ends at once. A running one stops before its next VM: the VM being made "
+        "finishes first (a copy cannot be interrupted), the VMs already made stay, the others end `cancelled`. "
+        "409: the request has already ended, or its cancellation was already asked for. Operator role.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        provisioning = call_service(cancel_provisioning, request=self.get_object(), user=request.user)
+        provisioning = self.get_queryset().prefetch_related("vms").get(pk=provisioning.pk)
+        payload = s.ProvisioningRequestDetailSerializer(provisioning, context={"request": request}).data
+        return accepted(request, payload, provisioning, "api:provisioningrequest-detail")
 
 
 # --- a new VM from a pool volume ----------------------------------------------------------------------

@@ -67,6 +67,7 @@ from provisioning.services.common import (
 
 logger = logging.getLogger(__name__)
 V = ProvisionedVM.Status
+ENDED = (V.DONE, V.FAILED, V.CANCELLED)  # a VM's outcome: nothing more happens to it
 MAX_COUNT = 500
 # What a fresh qcow2 child takes before the guest writes: header, L1 and refcount tables (~200 KiB).
 OVERLAY_INITIAL_BYTES = 1 * MiB
@@ -219,7 +220,7 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
                 status=Operation.Status.FAILED, finished=timezone.now(), message="abandoned", error=reason
             ):
                 continue
-            for row in request.vms.exclude(status__in=[V.DONE, V.FAILED]):
+            for row in request.vms.exclude(status__in=ENDED):
                 left = ""
                 if row.volume_created or row.status != V.PENDING:
                     left = f"; volume {row.volume_name} may be left in pool {request.pool_name}"
@@ -235,7 +236,7 @@ def _active_requests(provider_id: int) -> Any:
     return ProvisionedVM.objects.filter(
         request__provider_id=provider_id,
         request__operation__status__in=[Operation.Status.PENDING, Operation.Status.RUNNING],
-    ).exclude(status=V.FAILED)
+    ).exclude(status__in=[V.FAILED, V.CANCELLED])
 
 
 def pattern_names(name_pattern: str, count: int, first_number: int) -> tuple[list[str], dict[str, list[str]]]:
@@ -551,7 +552,7 @@ def execute_provisioning(op_id: int) -> Operation:
     if not claimed and not _take_over(request, op):
         return op
     _beat(request)
-    vms = list(request.vms.exclude(status__in=[V.DONE, V.FAILED]))
+    vms = list(request.vms.exclude(status__in=ENDED))
     total = request.count
     run.log(
         f"{total} VM(s) from {request.golden_image_name} ({request.get_mode_display().lower()}) "
@@ -561,6 +562,8 @@ def execute_provisioning(op_id: int) -> Operation:
     try:
         with libvirt_driver(request.provider) as driver:
             for row in vms:
+                if _cancelled(request, run, driver):
+                    break
                 try:
                     _check_can_go_on(driver, request)
                 except _Abort as exc:
@@ -579,14 +582,96 @@ def execute_provisioning(op_id: int) -> Operation:
         _fail_rest(request, f"internal error: {type(exc).__name__}", run)
     run.progress(92, "refreshing the inventory")
     refresh_inventory(request.provider, run)
+    return _finish(request, op, run)
+
+
+def _finish(request: ProvisioningRequest, op: Operation, run: OperationRun) -> Operation:
+    """End the operation with the VMs' outcomes: succeeded only if every VM was made."""
+    total = request.count
     done = request.vms.filter(status=V.DONE).count()
     failed = list(request.vms.filter(status=V.FAILED).values_list("name", flat=True))
-    result = {"done": done, "failed": len(failed)}
+    cancelled = request.vms.filter(status=V.CANCELLED).count()
+    result = {"done": done, "failed": len(failed), "cancelled": cancelled}
+    problems = []
+    if cancelled:
+        problems.append(f"cancelled by {_who(request)}: {cancelled} of {total} VMs not made")
     if failed:
         shown = ", ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
-        return finish_operation(op, ok=False, error=f"{len(failed)} of {total} VMs failed: {shown}", result=result)
+        problems.append(f"{len(failed)} of {total} VMs failed: {shown}")
+    if problems:
+        run.log(f"{done} VM(s) provisioned")
+        return finish_operation(op, ok=False, error="; ".join(problems), result=result)
     run.log(f"{done} VM(s) provisioned")
     return finish_operation(op, ok=True, result=result)
+
+
+def _who(request: ProvisioningRequest) -> str:
+    user = request.cancelled_by
+    return user.get_username() if user is not None else "the command line"
+
+
+def cancel_provisioning(*, request: ProvisioningRequest, user: Any) -> ProvisioningRequest:
+    """Ask for a queued or running request to stop: VMs not begun are not made.
+
+    A queued request ends at once. A running one stops before its next VM: the VM being made
+    finishes first (libvirt cannot interrupt a copy), and the VMs already made stay. Refused, with
+    the reason, for a request that has already ended or whose cancellation was already asked for.
+    """
+    with transaction.atomic():
+        request = ProvisioningRequest.objects.select_for_update().select_related("operation").get(pk=request.pk)
+        op = request.operation
+        if not op.is_active:
+            raise ValidationError(f"request #{request.pk} has already ended ({op.get_status_display().lower()})")
+        if request.cancel_requested is not None:
+            when = f"{request.cancel_requested:%Y-%m-%d %H:%M:%S}"
+            raise ValidationError(f"cancelling request #{request.pk} was already asked for at {when}")
+        request.cancel_requested = timezone.now()
+        request.cancelled_by = user if getattr(user, "is_authenticated", False) else None
+        request.save(update_fields=["cancel_requested", "cancelled_by"])
+        run = OperationRun(op)
+        run.log(f"cancellation asked for by {_who(request)}", "warning")
+        # Not begun yet: end it here, unless a worker claims it this very moment (compare and set,
+        # as the worker's own claim does; the loser of the two leaves it to the winner).
+        if Operation.objects.filter(pk=op.pk, status=Operation.Status.PENDING).update(
+            status=Operation.Status.RUNNING, started=timezone.now(), message="cancelling"
+        ):
+            op.refresh_from_db()
+            _cancel_rest(request, OperationRun(op))
+            _finish(request, op, OperationRun(op))
+    return request
+
+
+def _cancelled(request: ProvisioningRequest, run: OperationRun, driver: LibvirtDriver) -> bool:
+    """Whether a user asked to cancel; if so the VMs not yet made are cancelled (before the next VM)."""
+    asked = (
+        ProvisioningRequest.objects.filter(pk=request.pk, cancel_requested__isnull=False)
+        .select_related("cancelled_by")
+        .first()
+    )
+    if asked is None:
+        return False
+    request.cancel_requested, request.cancelled_by = asked.cancel_requested, asked.cancelled_by
+    _cancel_rest(request, run, driver)
+    return True
+
+
+def _cancel_rest(request: ProvisioningRequest, run: OperationRun, driver: LibvirtDriver | None = None) -> None:
+    """Every VM not yet made is cancelled; a volume a resumed VM had made is removed."""
+    rows = list(request.vms.exclude(status__in=ENDED))
+    if not rows:
+        return
+    run.log(f"{len(rows)} VM(s) cancelled by {_who(request)} before they were made", "warning")
+    reason = f"cancelled by {_who(request)} before it was made"
+    for row in rows:
+        cleanup = ""
+        if row.vm_uuid:
+            cleanup = f"; VM {row.name} was already defined and stays"
+        elif row.volume_created:
+            if driver is None:
+                cleanup = f"; its volume {row.volume_name} may be left in pool {request.pool_name}"
+            else:
+                cleanup = _remove_volume(driver, request, row)
+        _set(row, status=V.CANCELLED, error=f"{reason}{cleanup}"[:2000], finished=timezone.now())
 
 
 def _beat(request: ProvisioningRequest) -> None:
@@ -640,7 +725,7 @@ def _fail_rest(
     request: ProvisioningRequest, reason: str, run: OperationRun, driver: LibvirtDriver | None = None
 ) -> None:
     """Every VM not yet finished fails with ``reason``; the volumes made for them are removed."""
-    rows = list(request.vms.exclude(status__in=[V.DONE, V.FAILED]))
+    rows = list(request.vms.exclude(status__in=ENDED))
     if not rows:
         return
     run.log(f"{len(rows)} VM(s) not provisioned: {reason}", "error")

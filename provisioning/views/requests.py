@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from inventory.roles import OPERATOR, role_required
 from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
 from provisioning.models import ProvisionedVM, ProvisioningRequest
+from provisioning.services.requests import cancel_provisioning
 
 V = ProvisionedVM.Status
 # The request page's live regions: the progress card, and the per-VM table with the log.
@@ -22,6 +27,7 @@ STEP_CLASS: dict[str, str] = {
     V.STARTING: "blue",
     V.DONE: "green",
     V.FAILED: "red",
+    V.CANCELLED: "amber",
 }
 
 
@@ -57,6 +63,10 @@ def _live_context(provisioning: ProvisioningRequest) -> dict[str, Any]:
         "failed": counts[V.FAILED],
         "in_progress": counts[V.CREATING_VOLUME] + counts[V.DEFINING] + counts[V.STARTING],
         "waiting": counts[V.PENDING],
+        "cancelled": counts[V.CANCELLED],
+        # Ended by a cancellation alone (no VM failed): shown as cancelled, not as a failure. The
+        # operation itself has failed (it did not make every VM), as the API says.
+        "was_cancelled": not op.is_active and counts[V.CANCELLED] > 0 and counts[V.FAILED] == 0,
         "log": list(op.log.all()),
     }
 
@@ -70,3 +80,24 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if fragment:
         raise unknown_fragment(fragment)
     return render(request, "provisioning/requests/detail.html", context)
+
+
+@require_POST
+@role_required(OPERATOR)
+def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    provisioning = get_object_or_404(ProvisioningRequest, pk=pk)
+    try:
+        provisioning = cancel_provisioning(request=provisioning, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Not cancelled: {'; '.join(exc.messages)}.")
+        return redirect(provisioning)
+    provisioning.operation.refresh_from_db()
+    if provisioning.operation.is_active:
+        messages.warning(
+            request,
+            f"Cancelling request #{provisioning.pk}: it stops before its next VM. The VM being made finishes "
+            "first; the VMs already made stay.",
+        )
+    else:
+        messages.success(request, f"Request #{provisioning.pk} cancelled before it started: no VM was made.")
+    return redirect(provisioning)

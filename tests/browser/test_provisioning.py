@@ -224,4 +224,25 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     _assert_same_page(page)
     shot("prov-16-volume-cloned")
     assert StorageVolume.objects.filter(pool__provider=kvm_host, name="shared-clone.img").exists()
+
+    # 10. A request cancelled while it waits in the queue: it ends at once and nothing is made (that
+    # its task, delivered afterwards, does nothing is checked in tests/provisioning/test_services.py).
+    page.goto(f"{base}{image.get_absolute_url()}")
+    page.get_by_role("link", name="Provision VMs").first.click()
+    page.locator("#id_count").fill("2")
+    page.locator("#id_name_pattern").fill("late-{n}")
+    with _queue_held("provisioning"):
+        page.get_by_role("button", name="Provision VMs").click()
+        expect(status).to_have_text("Pending")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel request").click()
+        expect(page.locator(".messages")).to_contain_text("cancelled before it started: no VM was made")
+        expect(status).to_have_text("Cancelled")
+        expect(page.locator("#request-live")).to_contain_text("2 cancelled")
+        expect(vm_rows.filter(has_text="Cancelled")).to_have_count(2)
+        expect(page.get_by_role("button", name="Cancel request")).to_have_count(0)
+        shot("prov-17-request-cancelled")
+    late = ProvisioningRequest.objects.get(name_pattern="late-{n}")
+    assert set(late.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    assert not VirtualMachine.objects.filter(provider=kvm_host, name__startswith="late-").exists()
     assert page_problems.all() == []

@@ -755,3 +755,29 @@ def test_provisioned_vm_rows_are_stored_per_vm(operator_api, golden):
         (0, "row-7", "pending", "row-7.qcow2"),
         (1, "row-8", "pending", "row-8.qcow2"),
     ]
+
+
+def test_cancelling_a_request_through_the_api(operator_api, viewer_api, golden, django_capture_on_commit_callbacks):
+    from provisioning.services.requests import request_provisioning
+
+    with django_capture_on_commit_callbacks(execute=False):  # queued: its task not sent
+        request = request_provisioning(
+            golden_image=golden, user=None, count=2, name_pattern="app-{n}", mode="space_optimized",
+            pool=_pool(golden.provider, "images"),
+        )  # fmt: skip
+    url = reverse("api:provisioningrequest-cancel", args=[request.pk])
+    assert viewer_api.post(url).status_code == 403
+    assert Operation.objects.get(pk=request.operation_id).status == Operation.Status.PENDING
+
+    response = operator_api.post(url)
+    assert response.status_code == 202, response.content
+    assert response["Location"].endswith(reverse("api:provisioningrequest-detail", args=[request.pk]))
+    body = response.json()
+    assert (body["status"], body["done"], body["failed"], body["cancelled"]) == ("failed", 0, 0, 2)
+    assert body["cancelled_by"] == "oscar"
+    assert body["cancel_requested"] is not None
+    assert [vm["status"] for vm in body["vms"]] == ["cancelled", "cancelled"]
+
+    again = operator_api.post(url)
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"request #{request.pk} has already ended (failed)"}

@@ -251,3 +251,22 @@ def test_provision_wait_reports_a_request_the_broker_could_not_take(golden, no_b
     with pytest.raises(CommandError, match=r"^the request failed: could not queue the operation: the task broker"):
         call_command(*PROVISION, "--count", "1", "--pattern", "q-{n}", "--wait", "--interval", "0.01", stdout=out)
     assert out.getvalue().splitlines()[-1].startswith("0 of 1 VMs provisioned, 0 failed")
+
+
+# --- vom_provision_cancel ------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_request_from_the_command_line(golden, django_capture_on_commit_callbacks):
+    from provisioning.services.requests import request_provisioning
+
+    with django_capture_on_commit_callbacks(execute=False):
+        request = request_provisioning(
+            golden_image=golden, user=None, count=2, name_pattern="app-{n}", mode="space_optimized", pool=golden.pool
+        )
+    out, _ = run("vom_provision_cancel", str(request.pk))
+    assert out == f"Request #{request.pk} cancelled before it started: no VM was made.\n"
+    assert set(request.vms.values_list("status", flat=True)) == {"cancelled"}
+    message, _ = refused("vom_provision_cancel", str(request.pk))
+    assert message == f"request #{request.pk} has already ended (failed)"
+    message, _ = refused("vom_provision_cancel", "999")
+    assert message == "no provisioning request #999"

@@ -427,3 +427,74 @@ def test_golden_image_volume_deleted_before_the_request_runs(golden, kvm, django
     assert op.status == Operation.Status.FAILED
     assert set(request.vms.values_list("error", flat=True)) == {f"the image {GOLDEN_PATH} no longer exists"}
     assert not any(n.startswith("web-") for n in platform_volumes(kvm) | platform_domains(kvm))
+
+
+# --- cancelling -----------------------------------------------------------------------------------
+
+
+def test_a_queued_request_cancelled_ends_at_once_and_a_late_delivery_does_nothing(
+    golden, kvm, admin_user, django_capture_on_commit_callbacks
+):
+    from provisioning.services.requests import cancel_provisioning
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3)
+    before = (platform_domains(kvm), platform_volumes(kvm))
+    cancel_provisioning(request=request, user=admin_user)
+    op = Operation.objects.get(pk=request.operation_id)
+    assert op.status == Operation.Status.FAILED and op.finished is not None
+    assert op.error == f"cancelled by {admin_user.username}: 3 of 3 VMs not made"
+    assert op.result == {"done": 0, "failed": 0, "cancelled": 3}
+    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    assert "cancellation asked for by" in " ".join(op.log.values_list("message", flat=True))
+    assert execute_provisioning(request.operation_id).status == Operation.Status.FAILED  # the task arrives late
+    assert (platform_domains(kvm), platform_volumes(kvm)) == before  # nothing was made
+    # The names are free again.
+    again = provision(golden, django_capture_on_commit_callbacks, count=3)
+    assert again.operation.status == Operation.Status.SUCCEEDED, again.operation.error
+
+
+def test_a_running_request_cancelled_stops_before_its_next_vm(
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=4)
+    made = []
+    real = service._provision_one
+
+    def provision_one_then_cancel(driver, req, row, run):  # a user cancels while web-02 is being made
+        real(driver, req, row, run)
+        made.append(row.name)
+        if row.name == "web-01":
+            service.cancel_provisioning(request=req, user=admin_user)
+
+    monkeypatch.setattr(service, "_provision_one", provision_one_then_cancel)
+    op = execute_provisioning(request.operation_id)
+    assert made == ["web-01"]
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled", "web-04": "cancelled"}
+    assert request.vms.get(name="web-03").error == f"cancelled by {admin_user.username} before it was made"
+    assert op.status == Operation.Status.FAILED
+    assert op.error == f"cancelled by {admin_user.username}: 3 of 4 VMs not made"
+    assert op.result == {"done": 1, "failed": 0, "cancelled": 3}
+    assert "web-01" in platform_domains(kvm) and "web-02" not in platform_domains(kvm)
+    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
+    assert VirtualMachine.objects.filter(provider=kvm, name="web-01", removed_at__isnull=True).exists()
+
+
+def test_cancelling_an_ended_request_or_twice_is_refused(golden, admin_user, django_capture_on_commit_callbacks):
+    from provisioning.services.requests import cancel_provisioning
+
+    done = provision(golden, django_capture_on_commit_callbacks, count=1)
+    with pytest.raises(ValidationError) as exc:
+        cancel_provisioning(request=done, user=admin_user)
+    assert exc.value.messages == [f"request #{done.pk} has already ended (succeeded)"]
+    assert done.vms.get().status == ProvisionedVM.Status.DONE
+
+    waiting = queued(golden, django_capture_on_commit_callbacks, count=1, name_pattern="db-{n}")
+    Operation.objects.filter(pk=waiting.operation_id).update(status=Operation.Status.RUNNING)  # a worker has it
+    cancel_provisioning(request=waiting, user=admin_user)
+    with pytest.raises(ValidationError) as exc:
+        cancel_provisioning(request=waiting, user=admin_user)
+    assert "was already asked for at" in exc.value.messages[0]
+    assert Operation.objects.get(pk=waiting.operation_id).status == Operation.Status.RUNNING  # the worker ends it

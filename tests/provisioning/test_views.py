@@ -794,3 +794,52 @@ def test_request_pages_read_the_same_queries_for_3_or_30_rows(viewer_client, gol
         )
     html = viewer_client.get(large.get_absolute_url()).content.decode()
     assert html.count('href="/vms/') >= 30  # every row links its VM, found in one query
+
+
+def _queued(golden: GoldenImage, kvm: Provider, user, capture, count: int = 3) -> ProvisioningRequest:
+    with capture(execute=False):  # recorded, its task not sent: it stays queued
+        return request_provisioning(
+            golden_image=golden, user=user, count=count, name_pattern="app-{n}", mode=Mode.SPACE_OPTIMIZED,
+            pool=_pool(kvm),
+        )  # fmt: skip
+
+
+def test_an_operator_cancels_a_queued_request_from_its_page(
+    operator_client, viewer_client, golden, kvm, operator_user, django_capture_on_commit_callbacks
+):
+    request = _queued(golden, kvm, operator_user, django_capture_on_commit_callbacks)
+    detail = reverse("provisioning-request-detail", args=[request.pk])
+    cancel = reverse("provisioning-request-cancel", args=[request.pk])
+    assert cancel in operator_client.get(detail).content.decode()
+    assert cancel not in viewer_client.get(detail).content.decode()  # no button a viewer cannot use
+    assert viewer_client.post(cancel).status_code == 403
+    assert operator_client.get(cancel).status_code == 405
+    assert Operation.objects.get(pk=request.operation_id).status == Operation.Status.PENDING
+
+    response = operator_client.post(cancel, follow=True)
+    assert response.redirect_chain == [(detail, 302)]
+    page = response.content.decode()
+    assert f"Request #{request.pk} cancelled before it started: no VM was made." in page
+    assert "3 cancelled" in page and "Cancel request" not in page
+    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    listing = operator_client.get(reverse("provisioning-request-list")).content.decode()
+    assert "3 cancelled</span> of 3" in listing
+    assert '<span class="badge badge-amber">Cancelled</span>' in listing  # not shown as a failure
+    assert '<span class="badge badge-amber">Cancelled</span>' in page
+
+    again = operator_client.post(cancel, follow=True).content.decode()
+    assert f"Not cancelled: request #{request.pk} has already ended (failed)." in again
+
+
+def test_a_running_request_shows_that_it_is_being_cancelled(
+    operator_client, golden, kvm, operator_user, django_capture_on_commit_callbacks
+):
+    request = _queued(golden, kvm, operator_user, django_capture_on_commit_callbacks, count=2)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING)  # a worker has it
+    detail = reverse("provisioning-request-detail", args=[request.pk])
+    response = operator_client.post(reverse("provisioning-request-cancel", args=[request.pk]), follow=True)
+    page = response.content.decode()
+    assert f"Cancelling request #{request.pk}: it stops before its next VM." in page
+    live = operator_client.get(detail, {"fragment": "live"}).content.decode()
+    assert "Cancelling" in live and f"asked for by {operator_user.username}" in live
+    assert "Cancel request" not in live

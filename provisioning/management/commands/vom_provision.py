@@ -14,7 +14,7 @@ from inventory.units import human_bytes
 from provisioning.management.commands._cli import golden_image_named, host_named, pool_named, refuse
 from provisioning.models import Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import MiB
-from provisioning.services.requests import execute_provisioning, request_provisioning
+from provisioning.services.requests import ENDED, execute_provisioning, request_provisioning
 
 V = ProvisionedVM.Status
 FINISHED = (Operation.Status.SUCCEEDED, Operation.Status.FAILED)
@@ -109,7 +109,7 @@ class Command(BaseCommand):
         try:
             while True:
                 op = Operation.objects.get(pk=provisioning.operation_id)
-                finished = provisioning.vms.filter(status__in=[V.DONE, V.FAILED]).exclude(pk__in=reported)
+                finished = provisioning.vms.filter(status__in=ENDED).exclude(pk__in=reported)
                 for row in finished.order_by("finished", "index"):
                     reported.add(row.pk)
                     self.stdout.write(self.outcome(row))
@@ -119,13 +119,20 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             path = reverse("api:provisioningrequest-detail", args=[provisioning.pk])
             raise CommandError(
-                f"stopped following; request #{provisioning.pk} goes on: {path}", returncode=130
+                f"stopped following; request #{provisioning.pk} goes on: {path} "
+                f"(to stop it: manage.py vom_provision_cancel {provisioning.pk})",
+                returncode=130,
             ) from None
         done = provisioning.vms.filter(status=V.DONE).count()
         failed = provisioning.vms.filter(status=V.FAILED).count()
+        cancelled = provisioning.vms.filter(status=V.CANCELLED).count()
         self.stdout.write(
-            f"{done} of {provisioning.count} VMs provisioned, {failed} failed, in {time.monotonic() - began:.1f} s"
+            f"{done} of {provisioning.count} VMs provisioned, {failed} failed"
+            + (f", {cancelled} cancelled" if cancelled else "")
+            + f", in {time.monotonic() - began:.1f} s"
         )
+        if cancelled:
+            raise CommandError(f"the request was cancelled: {op.error or op.message}")
         if failed:
             raise CommandError(f"{failed} of {provisioning.count} VMs failed")
         if op.status == Operation.Status.FAILED:
@@ -135,6 +142,8 @@ class Command(BaseCommand):
     def outcome(row: ProvisionedVM) -> str:
         if row.status == V.FAILED:
             return f"{row.name}: failed: {row.error}"
+        if row.status == V.CANCELLED:
+            return f"{row.name}: {row.error}"
         on_disk = human_bytes(row.allocation_bytes)
         line = f"{row.name}: done, boot volume {row.volume_name} ({on_disk} on disk), VM {row.vm_uuid}"
         return f"{line}; {row.warning}" if row.warning else line

@@ -24,7 +24,10 @@ class ProvisioningRequestFilterSet(df.FilterSet):
     golden_image = df.ModelChoiceFilter(queryset=GoldenImage.objects.all())
     provider = df.ModelChoiceFilter(queryset=Provider.objects.all())
     mode = df.ChoiceFilter(choices=Mode.choices)
+    cancelled = df.BooleanFilter(
+        field_name="cancel_requested", lookup_expr="isnull", exclude=True, label="Cancellation asked for"
+    )
 
     class Meta:
         model = ProvisioningRequest
-        fields = ["status", "golden_image", "provider", "mode"]
+        fields = ["status", "golden_image", "provider", "mode", "cancelled"]

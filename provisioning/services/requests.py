@@ -220,15 +220,24 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
                 status=Operation.Status.FAILED, finished=timezone.now(), message="abandoned", error=reason
             ):
                 continue
-            for row in request.vms.exclude(status__in=ENDED):
-                left = ""
-                if row.volume_created or row.status != V.PENDING:
-                    left = f"; volume {row.volume_name} may be left in pool {request.pool_name}"
-                if row.status in (V.DEFINING, V.STARTING):
-                    left += f" and VM {row.name} may be defined"
-                _set(row, status=V.FAILED, error=f"{reason}{left}", finished=timezone.now())
+            _abandon_rows(request, reason)
         expired += 1
     return expired
+
+
+def _abandon_rows(request: ProvisioningRequest, reason: str) -> None:
+    """The unfinished VMs of a request whose worker stopped: those not begun are cancelled if a user
+    asked for it, the others fail with ``reason`` and what may be left of them on the host."""
+    for row in request.vms.exclude(status__in=ENDED):
+        if request.cancel_requested is not None and row.status == V.PENDING and not row.volume_created:
+            _set(row, status=V.CANCELLED, error=_cancel_reason(request), finished=timezone.now())
+            continue
+        left = ""
+        if row.volume_created or row.status != V.PENDING:
+            left = f"; volume {row.volume_name} may be left in pool {request.pool_name}"
+        if row.status in (V.DEFINING, V.STARTING):
+            left += f" and VM {row.name} may be defined"
+        _set(row, status=V.FAILED, error=f"{reason}{left}", finished=timezone.now())
 
 
 def _active_requests(provider_id: int) -> Any:
@@ -562,7 +571,9 @@ def execute_provisioning(op_id: int) -> Operation:
     try:
         with libvirt_driver(request.provider) as driver:
             for row in vms:
-                if _cancelled(request, run, driver):
+                # Only a VM not begun is cancelled: one a dead worker left half made is finished first.
+                if row.status == V.PENDING and _cancel_asked(request):
+                    _cancel_waiting(request, run)
                     break
                 try:
                     _check_can_go_on(driver, request)
@@ -576,9 +587,13 @@ def execute_provisioning(op_id: int) -> Operation:
             _read_allocation(driver, request, run)
     except (DriverError, SecretError) as exc:
         run.log(str(exc), "error")
+        if _cancel_asked(request):
+            _cancel_waiting(request, run)  # what the user no longer wants did not fail
         _fail_rest(request, str(exc), run)
     except Exception as exc:
         logger.exception("provisioning request #%s failed unexpectedly", request.pk)
+        if _cancel_asked(request):
+            _cancel_waiting(request, run)
         _fail_rest(request, f"internal error: {type(exc).__name__}", run)
     run.progress(92, "refreshing the inventory")
     refresh_inventory(request.provider, run)
@@ -611,20 +626,30 @@ def _who(request: ProvisioningRequest) -> str:
 
 
 def cancel_provisioning(*, request: ProvisioningRequest, user: Any) -> ProvisioningRequest:
-    """Ask for a queued or running request to stop: VMs not begun are not made.
+    """Ask for a queued or running request to stop: the VMs not begun are not made.
 
     A queued request ends at once. A running one stops before its next VM: the VM being made
-    finishes first (libvirt cannot interrupt a copy), and the VMs already made stay. Refused, with
-    the reason, for a request that has already ended or whose cancellation was already asked for.
+    finishes first (libvirt cannot interrupt a copy), and the VMs already made stay. A running
+    request whose worker has stopped (no heartbeat for ``VOM_OPERATION_STALE_AFTER`` seconds) ends
+    here, as its expiry would end it. Refused, with the reason, for a request that has ended, has
+    no VM left that has not begun, or whose cancellation was already asked for.
     """
     with transaction.atomic():
-        request = ProvisioningRequest.objects.select_for_update().select_related("operation").get(pk=request.pk)
+        request = (
+            ProvisioningRequest.objects.select_for_update(of=("self",))
+            .select_related("operation", "cancelled_by")
+            .get(pk=request.pk)
+        )
         op = request.operation
         if not op.is_active:
             raise ValidationError(f"request #{request.pk} has already ended ({op.get_status_display().lower()})")
         if request.cancel_requested is not None:
             when = f"{request.cancel_requested:%Y-%m-%d %H:%M:%S}"
             raise ValidationError(f"cancelling request #{request.pk} was already asked for at {when}")
+        if not request.vms.filter(status=V.PENDING).exists():
+            raise ValidationError(
+                f"request #{request.pk} has no VM left to cancel: every VM has begun, and the request is finishing"
+            )
         request.cancel_requested = timezone.now()
         request.cancelled_by = user if getattr(user, "is_authenticated", False) else None
         request.save(update_fields=["cancel_requested", "cancelled_by"])
@@ -636,13 +661,35 @@ def cancel_provisioning(*, request: ProvisioningRequest, user: Any) -> Provision
             status=Operation.Status.RUNNING, started=timezone.now(), message="cancelling"
         ):
             op.refresh_from_db()
-            _cancel_rest(request, OperationRun(op))
-            _finish(request, op, OperationRun(op))
+            _cancel_waiting(request, run)
+            _finish(request, op, run)
+        elif _take_over_stale(request, op):
+            run.log("the worker running this request stopped before it finished: ended here", "warning")
+            _cancel_waiting(request, run)
+            _abandon_rows(request, "abandoned: the worker running the request stopped before it finished")
+            _finish(request, op, run)
     return request
 
 
-def _cancelled(request: ProvisioningRequest, run: OperationRun, driver: LibvirtDriver) -> bool:
-    """Whether a user asked to cancel; if so the VMs not yet made are cancelled (before the next VM)."""
+def _take_over_stale(request: ProvisioningRequest, op: Operation) -> bool:
+    """Whether ``op`` is running with no sign of life from its worker, and this caller now holds it
+    (compare and set on the heartbeat, as a redelivered task's take-over does)."""
+    op.refresh_from_db(fields=["status", "started"])
+    if op.status != Operation.Status.RUNNING:
+        return False
+    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    last = request.heartbeat or op.started
+    if last is None or last >= limit:
+        return False
+    return bool(
+        ProvisioningRequest.objects.filter(pk=request.pk)
+        .filter(Q(heartbeat=request.heartbeat) if request.heartbeat else Q(heartbeat__isnull=True))
+        .update(heartbeat=timezone.now())
+    )
+
+
+def _cancel_asked(request: ProvisioningRequest) -> bool:
+    """Whether a user has asked to cancel (read from the database: it is asked from another process)."""
     asked = (
         ProvisioningRequest.objects.filter(pk=request.pk, cancel_requested__isnull=False)
         .select_related("cancelled_by")
@@ -651,27 +698,21 @@ def _cancelled(request: ProvisioningRequest, run: OperationRun, driver: LibvirtD
     if asked is None:
         return False
     request.cancel_requested, request.cancelled_by = asked.cancel_requested, asked.cancelled_by
-    _cancel_rest(request, run, driver)
     return True
 
 
-def _cancel_rest(request: ProvisioningRequest, run: OperationRun, driver: LibvirtDriver | None = None) -> None:
-    """Every VM not yet made is cancelled; a volume a resumed VM had made is removed."""
-    rows = list(request.vms.exclude(status__in=ENDED))
+def _cancel_reason(request: ProvisioningRequest) -> str:
+    return f"cancelled by {_who(request)} before it was made"
+
+
+def _cancel_waiting(request: ProvisioningRequest, run: OperationRun) -> None:
+    """Every VM not begun (nothing made for it yet) is cancelled."""
+    rows = list(request.vms.filter(status=V.PENDING, volume_created=False))
     if not rows:
         return
     run.log(f"{len(rows)} VM(s) cancelled by {_who(request)} before they were made", "warning")
-    reason = f"cancelled by {_who(request)} before it was made"
     for row in rows:
-        cleanup = ""
-        if row.vm_uuid:
-            cleanup = f"; VM {row.name} was already defined and stays"
-        elif row.volume_created:
-            if driver is None:
-                cleanup = f"; its volume {row.volume_name} may be left in pool {request.pool_name}"
-            else:
-                cleanup = _remove_volume(driver, request, row)
-        _set(row, status=V.CANCELLED, error=f"{reason}{cleanup}"[:2000], finished=timezone.now())
+        _set(row, status=V.CANCELLED, error=_cancel_reason(request), finished=timezone.now())
 
 
 def _beat(request: ProvisioningRequest) -> None:
@@ -681,20 +722,10 @@ def _beat(request: ProvisioningRequest) -> None:
 
 def _take_over(request: ProvisioningRequest, op: Operation) -> bool:
     """Resume a running request whose worker stopped; only one delivery can win (compare and set)."""
-    if op.status != Operation.Status.RUNNING:
-        return False
-    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
-    last = request.heartbeat or op.started
-    if last is None or last >= limit:
-        return False
-    won = (
-        ProvisioningRequest.objects.filter(pk=request.pk)
-        .filter(Q(heartbeat=request.heartbeat) if request.heartbeat else Q(heartbeat__isnull=True))
-        .update(heartbeat=timezone.now())
-    )
+    won = _take_over_stale(request, op)
     if won:
         OperationRun(op).log("resuming: the worker running this request stopped before it finished", "warning")
-    return bool(won)
+    return won
 
 
 def _check_can_go_on(driver: LibvirtDriver, request: ProvisioningRequest) -> None:

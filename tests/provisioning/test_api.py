@@ -781,3 +781,27 @@ def test_cancelling_a_request_through_the_api(operator_api, viewer_api, golden, 
     again = operator_api.post(url)
     assert again.status_code == 409
     assert again.json() == {"detail": f"request #{request.pk} has already ended (failed)"}
+
+
+def test_cancelling_a_running_request_through_the_api_and_filtering(
+    operator_api, golden, django_capture_on_commit_callbacks
+):
+    from provisioning.services.requests import request_provisioning
+
+    with django_capture_on_commit_callbacks(execute=False):
+        request = request_provisioning(
+            golden_image=golden, user=None, count=2, name_pattern="app-{n}", mode="space_optimized",
+            pool=_pool(golden.provider, "images"),
+        )  # fmt: skip
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING)  # a worker has it
+    url = reverse("api:provisioningrequest-cancel", args=[request.pk])
+    response = operator_api.post(url)
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["status"], body["cancelled"], body["cancelled_by"]) == ("running", 0, "oscar")
+    assert body["cancel_requested"] is not None  # the worker cancels the waiting VMs before its next one
+    again = operator_api.post(url)
+    assert again.status_code == 409 and "was already asked for at" in again.json()["detail"]
+    listing = reverse("api:provisioningrequest-list")
+    assert [r["id"] for r in operator_api.get(listing, {"cancelled": "true"}).json()["results"]] == [request.pk]
+    assert operator_api.get(listing, {"cancelled": "false"}).json()["results"] == []

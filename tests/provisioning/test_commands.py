@@ -270,3 +270,34 @@ def test_cancel_a_queued_request_from_the_command_line(golden, django_capture_on
     assert message == f"request #{request.pk} has already ended (failed)"
     message, _ = refused("vom_provision_cancel", "999")
     assert message == "no provisioning request #999"
+
+
+def test_cancel_a_running_request_and_follow_it_to_its_end(golden, monkeypatch):
+    from provisioning.services import requests as service
+
+    real = service._provision_one
+    said: list[str] = []
+
+    def provision_one_then_cancel(driver, req, row, op_run):  # someone runs vom_provision_cancel meanwhile
+        real(driver, req, row, op_run)
+        if row.name == "web-1":
+            said.append(run("vom_provision_cancel", str(req.pk))[0])
+
+    monkeypatch.setattr(service, "_provision_one", provision_one_then_cancel)
+    out = StringIO()
+    with pytest.raises(CommandError) as info:
+        call_command(
+            "vom_provision", "--golden-image", golden.name, "--count", "3", "--pattern", "web-{n}",
+            "--pool", "images", "--now", stdout=out, stderr=StringIO(),
+        )  # fmt: skip
+    request = ProvisioningRequest.objects.get()
+    assert said == [
+        f"Request #{request.pk}: cancellation asked for; it stops before its next VM "
+        "(the VM being made finishes first).\n"
+    ]
+    assert str(info.value) == "the request was cancelled: cancelled by the command line: 2 of 3 VMs not made"
+    printed = out.getvalue()
+    assert "web-2: cancelled by the command line before it was made\n" in printed
+    assert "1 of 3 VMs provisioned, 0 failed, 2 cancelled, in " in printed
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-1": "done", "web-2": "cancelled", "web-3": "cancelled"}

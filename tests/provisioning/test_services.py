@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from inventory.models import Operation, StorageVolume, VirtualMachine
-from provisioning.models import Mode, ProvisionedVM
+from provisioning.models import Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.requests import execute_provisioning, expand_pattern, request_provisioning
 from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
 
@@ -453,33 +453,141 @@ def test_a_queued_request_cancelled_ends_at_once_and_a_late_delivery_does_nothin
     assert again.operation.status == Operation.Status.SUCCEEDED, again.operation.error
 
 
-def test_a_running_request_cancelled_stops_before_its_next_vm(
+def test_a_running_request_cancelled_finishes_the_vm_being_made_and_stops(
     golden, kvm, admin_user, django_capture_on_commit_callbacks, monkeypatch
 ):
     from provisioning.services import requests as service
 
     request = queued(golden, django_capture_on_commit_callbacks, count=4)
-    made = []
-    real = service._provision_one
+    real_make = service._make_boot_volume
+    real_refresh = service.refresh_inventory
+    during_refresh = {}
 
-    def provision_one_then_cancel(driver, req, row, run):  # a user cancels while web-02 is being made
-        real(driver, req, row, run)
-        made.append(row.name)
-        if row.name == "web-01":
+    def make_and_cancel(driver, req, row):  # a user cancels while web-02's boot volume is being made
+        if row.name == "web-02":
+            service.cancel_provisioning(request=req, user=admin_user)
+        return real_make(driver, req, row)
+
+    def refresh_and_reuse_the_names(provider, run):  # the request still runs: its cancelled names are free
+        again = request_provisioning(
+            golden_image=golden, user=None, count=2, name_pattern="web-{n:02d}", first_number=3,
+            mode=Mode.SPACE_OPTIMIZED, pool=golden.pool, enqueue=False,
+        )  # fmt: skip
+        during_refresh["status"] = Operation.objects.get(pk=request.operation_id).status
+        during_refresh["names"] = list(again.vms.values_list("name", flat=True))
+        return real_refresh(provider, run)
+
+    monkeypatch.setattr(service, "_make_boot_volume", make_and_cancel)
+    monkeypatch.setattr(service, "refresh_inventory", refresh_and_reuse_the_names)
+    op = execute_provisioning(request.operation_id)
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "done", "web-03": "cancelled", "web-04": "cancelled"}
+    assert request.vms.get(name="web-03").error == f"cancelled by {admin_user.username} before it was made"
+    assert during_refresh == {"status": Operation.Status.RUNNING, "names": ["web-03", "web-04"]}
+    assert op.status == Operation.Status.FAILED
+    assert op.error == f"cancelled by {admin_user.username}: 2 of 4 VMs not made"
+    assert op.result == {"done": 2, "failed": 0, "cancelled": 2}
+    assert {"web-01", "web-02"} <= platform_domains(kvm) and "web-03" not in platform_domains(kvm)
+    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2", "web-02.qcow2"}
+    assert VirtualMachine.objects.filter(provider=kvm, name="web-02", removed_at__isnull=True).exists()
+
+
+def test_a_request_cancelled_as_its_worker_claims_it_makes_nothing(
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    real_beat = service._beat
+    beats = []
+
+    def beat_and_cancel(req):  # the first beat comes right after the claim, before any VM
+        real_beat(req)
+        beats.append(1)
+        if len(beats) == 1:
             service.cancel_provisioning(request=req, user=admin_user)
 
-    monkeypatch.setattr(service, "_provision_one", provision_one_then_cancel)
+    monkeypatch.setattr(service, "_beat", beat_and_cancel)
+    before = (platform_domains(kvm), platform_volumes(kvm))
     op = execute_provisioning(request.operation_id)
-    assert made == ["web-01"]
+    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    assert op.result == {"done": 0, "failed": 0, "cancelled": 2}
+    assert (platform_domains(kvm), platform_volumes(kvm)) == before
+
+
+def test_a_cancel_once_every_vm_has_begun_is_refused(
+    golden, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    real_make = service._make_boot_volume
+    refusals = []
+
+    def make_and_try_to_cancel(driver, req, row):
+        if row.name == "web-02":  # the last VM: nothing is left that a cancel could stop
+            with pytest.raises(ValidationError) as exc:
+                service.cancel_provisioning(request=req, user=admin_user)
+            refusals.append(exc.value.messages[0])
+        return real_make(driver, req, row)
+
+    monkeypatch.setattr(service, "_make_boot_volume", make_and_try_to_cancel)
+    op = execute_provisioning(request.operation_id)
+    assert refusals == [
+        f"request #{request.pk} has no VM left to cancel: every VM has begun, and the request is finishing"
+    ]
+    assert op.status == Operation.Status.SUCCEEDED, op.error
+    request.refresh_from_db()
+    assert request.cancel_requested is None
+
+
+def _stale(request, settings, **row_states):
+    """The request as a worker that died left it: running, silent for longer than the stale limit."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 60)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
+    for name, fields in row_states.items():
+        request.vms.filter(name=name).update(**fields)
+
+
+def test_cancelling_a_request_whose_worker_died_ends_it_at_once(
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, settings
+):
+    from provisioning.services.requests import cancel_provisioning
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3)
+    half_made = {"status": "creating_volume", "volume_path": f"{IMAGES}/web-02.qcow2"}
+    _stale(request, settings, **{"web-01": {"status": "done"}, "web-02": half_made})
+    cancel_provisioning(request=request, user=admin_user)
+    op = Operation.objects.get(pk=request.operation_id)
+    assert op.status == Operation.Status.FAILED and op.finished is not None
+    outcome = {row.name: (row.status, row.error) for row in request.vms.all()}
+    assert outcome["web-01"] == ("done", "")
+    assert outcome["web-02"][0] == "failed" and "may be left in pool images" in outcome["web-02"][1]
+    assert outcome["web-03"] == ("cancelled", f"cancelled by {admin_user.username} before it was made")
+    assert op.result == {"done": 1, "failed": 1, "cancelled": 1}
+    assert op.error.startswith(f"cancelled by {admin_user.username}: 1 of 3 VMs not made; 1 of 3 VMs failed: web-02")
+    assert "ended here" in " ".join(op.log.values_list("message", flat=True))
+    assert execute_provisioning(request.operation_id).status == Operation.Status.FAILED  # a redelivery: nothing
+
+
+def test_an_expired_request_that_was_being_cancelled_cancels_its_waiting_vms(
+    golden, django_capture_on_commit_callbacks, settings
+):
+    from django.utils import timezone
+
+    from provisioning.services.requests import expire_abandoned_requests
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    _stale(request, settings, **{"web-01": {"status": "defining", "volume_created": True}})
+    ProvisioningRequest.objects.filter(pk=request.pk).update(cancel_requested=timezone.now())
+    assert expire_abandoned_requests() == 1
     outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled", "web-04": "cancelled"}
-    assert request.vms.get(name="web-03").error == f"cancelled by {admin_user.username} before it was made"
-    assert op.status == Operation.Status.FAILED
-    assert op.error == f"cancelled by {admin_user.username}: 3 of 4 VMs not made"
-    assert op.result == {"done": 1, "failed": 0, "cancelled": 3}
-    assert "web-01" in platform_domains(kvm) and "web-02" not in platform_domains(kvm)
-    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
-    assert VirtualMachine.objects.filter(provider=kvm, name="web-01", removed_at__isnull=True).exists()
+    assert outcome == {"web-01": "failed", "web-02": "cancelled"}
+    assert request.vms.get(name="web-02").error == "cancelled by the command line before it was made"
 
 
 def test_cancelling_an_ended_request_or_twice_is_refused(golden, admin_user, django_capture_on_commit_callbacks):
@@ -498,3 +606,18 @@ def test_cancelling_an_ended_request_or_twice_is_refused(golden, admin_user, dja
         cancel_provisioning(request=waiting, user=admin_user)
     assert "was already asked for at" in exc.value.messages[0]
     assert Operation.objects.get(pk=waiting.operation_id).status == Operation.Status.RUNNING  # the worker ends it
+
+
+def test_a_resumed_request_finishes_the_vm_its_dead_worker_began_then_honours_the_cancel(
+    golden, kvm, django_capture_on_commit_callbacks, settings
+):
+    from django.utils import timezone
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3)
+    _stale(request, settings, **{"web-01": {"status": "creating_volume", "volume_path": f"{IMAGES}/web-01.qcow2"}})
+    ProvisioningRequest.objects.filter(pk=request.pk).update(cancel_requested=timezone.now())
+    op = execute_provisioning(request.operation_id)  # the task redelivered: it takes the request over
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled"}
+    assert op.result == {"done": 1, "failed": 0, "cancelled": 2}
+    assert "web-01" in platform_domains(kvm) and "web-02" not in platform_domains(kvm)

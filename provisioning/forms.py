@@ -367,14 +367,6 @@ class VMFromVolumeForm(ServiceErrorsMixin, forms.Form):
             self.add_error("bridge", "Give a network or a bridge, not both.")
         return data
 
-    def add_service_errors(self, exc: ValidationError) -> None:
-        # The service checks the name as a one-VM name pattern and reports it under that name.
-        if hasattr(exc, "error_dict"):
-            exc = ValidationError(
-                {"name" if field == "name_pattern" else field: errors for field, errors in exc.error_dict.items()}
-            )
-        super().add_service_errors(exc)
-
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
         memory_mib = data["memory_mib"]

@@ -56,7 +56,7 @@ def golden_image_list() -> QuerySet[GoldenImage]:
         ).values("volume_path"),
     ).order_by()
     return (
-        GoldenImage.objects.select_related("provider", "pool", "pool__host", "template_vm", "created_by")
+        golden_image_detail()
         .annotate(
             child_count=Coalesce(
                 Subquery(
@@ -88,11 +88,14 @@ def golden_image_list() -> QuerySet[GoldenImage]:
     )
 
 
+def golden_image_detail() -> QuerySet[GoldenImage]:
+    """Golden images with what one image's page, form or API answer shows of them."""
+    return GoldenImage.objects.select_related("provider", "pool", "pool__host", "template_vm", "created_by")
+
+
 def request_list() -> QuerySet[ProvisioningRequest]:
     return (
-        ProvisioningRequest.objects.select_related(
-            "operation", "operation__requested_by", "golden_image", "provider", "pool", "host", "cancelled_by"
-        )
+        request_detail()
         .annotate(
             done_count=Count("vms", filter=Q(vms__status=V.DONE)),
             failed_count=Count("vms", filter=Q(vms__status=V.FAILED)),
@@ -105,7 +108,7 @@ def request_list() -> QuerySet[ProvisioningRequest]:
 def request_detail() -> QuerySet[ProvisioningRequest]:
     return ProvisioningRequest.objects.select_related(
         "operation", "operation__requested_by", "golden_image", "provider", "pool", "host", "cancelled_by"
-    )
+    ).order_by("-pk")
 
 
 def image_requests(image: GoldenImage) -> QuerySet[ProvisioningRequest]:

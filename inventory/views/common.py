@@ -64,7 +64,8 @@ def select_options(choices: Iterable[tuple[Any, str]], selected: str | None, emp
     )
 
 
-def _id_param(request: HttpRequest, name: str) -> str | None:
+def id_param(request: HttpRequest, name: str) -> str | None:
+    """The query parameter ``name`` if it is a plausible id (digits, bounded), else None."""
     value = request.GET.get(name) or None
     # Bounded: a 25-digit id would overflow the database's integer and fail the whole page.
     return value if value is not None and value.isdigit() and len(value) <= 18 else None
@@ -81,9 +82,9 @@ def _scoped_to_provider(queryset: QuerySet[M], request: HttpRequest, param: str)
 
     The chosen row itself is always kept, even when it is marked removed, so the select shows it.
     """
-    chosen = _id_param(request, param)
+    chosen = id_param(request, param)
     queryset = queryset.filter(Q(removed_at__isnull=True) | Q(pk=chosen))
-    provider_id = _id_param(request, "provider")
+    provider_id = id_param(request, "provider")
     if provider_id:
         return queryset.filter(provider_id=provider_id)
     if queryset.count() > CHOICES_WITHOUT_PROVIDER:
@@ -102,7 +103,7 @@ def host_options(request: HttpRequest) -> SafeString:
 def pool_options(request: HttpRequest) -> SafeString:
     """The options of a list page's ``pool`` select; pools of all providers are named with their provider."""
     pools = _scoped_to_provider(StoragePool.objects.all(), request, "pool").order_by("name", "provider__name", "pk")
-    if _id_param(request, "provider"):
+    if id_param(request, "provider"):
         choices: Iterable[tuple[Any, str]] = pools.values_list("pk", "name")
     else:
         choices = (

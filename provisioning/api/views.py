@@ -109,7 +109,7 @@ class GoldenImageViewSet(
     def get_queryset(self) -> QuerySet[GoldenImage]:
         if self.action == "list":
             return selectors.golden_image_list()
-        return GoldenImage.objects.select_related("provider", "pool", "template_vm", "created_by")
+        return selectors.golden_image_detail()
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.action == "create":
@@ -272,11 +272,8 @@ class VMFromVolumeViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.Gene
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         memory_mib = data.pop("memory_mib", None)
-        if data.get("pool") is None:
-            data["pool"] = data["volume"].pool
         provisioning = call_service(
             request_vm_from_volume,
-            renamed={"name_pattern": "name"},  # the service checks the name as a one-VM name pattern
             user=request.user,
             memory_bytes=memory_mib * MiB if memory_mib is not None else None,
             **data,

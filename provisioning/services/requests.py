@@ -424,7 +424,7 @@ def request_vm_from_volume(
     name: str,
     user: Any | None,
     mode: str,
-    pool: StoragePool | None,
+    pool: StoragePool | None = None,
     host: Host | None = None,
     vcpus: int | None = None,
     memory_bytes: int | None = None,
@@ -434,25 +434,33 @@ def request_vm_from_volume(
     enqueue: bool = True,
 ) -> ProvisioningRequest:
     """A new VM ``name`` whose boot disk is made from a pool volume (a full copy or a child of it),
-    defined like ``template_vm``. Executed like any provisioning request.
+    defined like ``template_vm``, in ``pool`` (default: the volume's). Executed like any provisioning
+    request; field errors name this function's own fields (``name``, not the pattern it becomes).
     """
     source = source_from_volume(volume, template_vm)
-    return _record(
-        source=source,
-        user=user,
-        count=1,
-        name_pattern=name.replace("{", "{{").replace("}", "}}"),
-        mode=mode,
-        pool=pool,
-        host=host,
-        vcpus=vcpus,
-        memory_bytes=memory_bytes,
-        network=network,
-        bridge=bridge,
-        start=start,
-        first_number=1,
-        enqueue=enqueue,
-    )
+    try:
+        return _record(
+            source=source,
+            user=user,
+            count=1,
+            name_pattern=name.replace("{", "{{").replace("}", "}}"),
+            mode=mode,
+            pool=pool if pool is not None else volume.pool,
+            host=host,
+            vcpus=vcpus,
+            memory_bytes=memory_bytes,
+            network=network,
+            bridge=bridge,
+            start=start,
+            first_number=1,
+            enqueue=enqueue,
+        )
+    except ValidationError as exc:
+        if not hasattr(exc, "error_dict"):
+            raise
+        raise ValidationError(
+            {"name" if field == "name_pattern" else field: errors for field, errors in exc.error_dict.items()}
+        ) from None
 
 
 def _record(

@@ -13,10 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from inventory import charts
 from inventory.roles import ADMIN, OPERATOR, role_required
 from inventory.units import human_bytes
-from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
+from inventory.views.common import id_param, paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
 from provisioning.forms import GoldenImageForm, ProvisionForm
-from provisioning.models import GoldenImage, Mode
+from provisioning.models import Mode
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import pattern_names, request_provisioning, source_of, space_needed
 from provisioning.services.savings import ImageSavings, Savings, image_savings
@@ -26,11 +26,6 @@ REQUESTS_SHOWN = 20
 CHILDREN_COLOR = "#16a34a"
 FULL_EQUIVALENT_COLOR = "#9ca3af"
 FULL_COPIES_COLOR = "#d97706"
-
-
-def _id_param(request: HttpRequest, name: str) -> int | None:
-    value = request.GET.get(name) or ""
-    return int(value) if value.isdigit() and len(value) <= 18 else None
 
 
 def golden_image_list(request: HttpRequest) -> HttpResponse:
@@ -69,9 +64,7 @@ def savings_chart(result: ImageSavings) -> Any:
 
 
 def golden_image_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(
-        GoldenImage.objects.select_related("provider", "pool", "pool__host", "template_vm", "created_by"), pk=pk
-    )
+    image = get_object_or_404(selectors.golden_image_detail(), pk=pk)
     result = image_savings(image)
     context = {
         "image": image,
@@ -89,9 +82,7 @@ def golden_image_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = GoldenImageForm(request.POST)
     else:
-        form = GoldenImageForm(
-            initial={"volume": _id_param(request, "volume"), "template_vm": _id_param(request, "vm")}
-        )
+        form = GoldenImageForm(initial={"volume": id_param(request, "volume"), "template_vm": id_param(request, "vm")})
     if request.method == "POST" and form.is_valid():
         try:
             image = register_golden_image(user=request.user, **form.service_arguments())
@@ -137,7 +128,7 @@ def name_preview(data: Mapping[str, str]) -> dict[str, Any]:
 
 @role_required(OPERATOR)
 def golden_image_provision(request: HttpRequest, pk: int) -> HttpResponse:
-    image = get_object_or_404(GoldenImage.objects.select_related("provider", "pool", "template_vm"), pk=pk)
+    image = get_object_or_404(selectors.golden_image_detail(), pk=pk)
     fragment = requested_fragment(request)
     if fragment == "preview":
         return render_fragment(

@@ -148,10 +148,14 @@ class ProvisionedVM(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED)
+        return self.status in ENDED
 
     @property
     def duration_seconds(self) -> float | None:
         if self.started and self.finished:
             return (self.finished - self.started).total_seconds()
         return None
+
+
+# A VM's outcome: nothing more happens to it.
+ENDED = (ProvisionedVM.Status.DONE, ProvisionedVM.Status.FAILED, ProvisionedVM.Status.CANCELLED)

@@ -53,7 +53,7 @@ from inventory.services.operations import (
     finish_operation,
 )
 from inventory.units import human_bytes
-from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
+from provisioning.models import ENDED, GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import (
     NAME_RE,
     NAME_RULE,
@@ -67,7 +67,6 @@ from provisioning.services.common import (
 
 logger = logging.getLogger(__name__)
 V = ProvisionedVM.Status
-ENDED = (V.DONE, V.FAILED, V.CANCELLED)  # a VM's outcome: nothing more happens to it
 MAX_COUNT = 500
 # What a fresh qcow2 child takes before the guest writes: header, L1 and refcount tables (~200 KiB).
 OVERLAY_INITIAL_BYTES = 1 * MiB
@@ -715,12 +714,11 @@ def _cancel_reason(request: ProvisioningRequest) -> str:
 
 def _cancel_waiting(request: ProvisioningRequest, run: OperationRun) -> None:
     """Every VM not begun (nothing made for it yet) is cancelled."""
-    rows = list(request.vms.filter(status=V.PENDING, volume_created=False))
-    if not rows:
-        return
-    run.log(f"{len(rows)} VM(s) cancelled by {_who(request)} before they were made", "warning")
-    for row in rows:
-        _set(row, status=V.CANCELLED, error=_cancel_reason(request), finished=timezone.now())
+    cancelled = request.vms.filter(status=V.PENDING, volume_created=False).update(
+        status=V.CANCELLED, error=_cancel_reason(request), finished=timezone.now()
+    )
+    if cancelled:
+        run.log(f"{cancelled} VM(s) cancelled by {_who(request)} before they were made", "warning")
 
 
 def _beat(request: ProvisioningRequest) -> None:

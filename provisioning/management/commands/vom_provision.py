@@ -12,9 +12,9 @@ from django.urls import reverse
 from inventory.models import Operation
 from inventory.units import human_bytes
 from provisioning.management.commands._cli import golden_image_named, host_named, pool_named, refuse
-from provisioning.models import Mode, ProvisionedVM, ProvisioningRequest
+from provisioning.models import ENDED, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import MiB
-from provisioning.services.requests import ENDED, execute_provisioning, request_provisioning
+from provisioning.services.requests import execute_provisioning, request_provisioning
 
 V = ProvisionedVM.Status
 FINISHED = (Operation.Status.SUCCEEDED, Operation.Status.FAILED)

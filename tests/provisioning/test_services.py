@@ -165,7 +165,10 @@ def test_pool_of_another_provider_is_refused(golden, tmp_path):
 
 def test_count_vcpus_and_memory_limits(golden):
     errors = refused(golden, count=0, vcpus=0, memory_bytes=1024)
-    assert set(errors) >= {"count", "vcpus", "memory_mib"}
+    assert errors["count"] == ["Between 1 and 500 VMs per request."]
+    assert errors["vcpus"] == ["Between 1 and 512."]
+    assert errors["memory_mib"] == ["At least 64 MiB."]
+    assert set(errors) <= {"count", "vcpus", "memory_mib", "name_pattern"}
 
 
 def test_running_template_vm_is_refused(golden):

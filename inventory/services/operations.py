@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -158,11 +158,28 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
     return None
 
 
+# Kinds run on the provisioning queue, where one request (hundreds of VMs, full copies of large
+# images) can keep the queue busy for hours: an operation queued behind it is not lost.
+LONG_QUEUE_KINDS = (Kind.PROVISION_VMS, Kind.DISK_ADD, Kind.DISK_RESIZE, Kind.VOLUME_CLONE)
+
+
+def stale_limits() -> tuple[datetime, datetime, datetime]:
+    """Cut-offs before which an operation is taken as abandoned: (running with no sign of life,
+    queued, queued on the provisioning queue — a day at least)."""
+    now = timezone.now()
+    stale = settings.VOM_OPERATION_STALE_AFTER
+    return now - timedelta(seconds=stale), now - timedelta(seconds=stale), now - timedelta(seconds=max(stale, 86400))
+
+
 def expire_abandoned_operations(vm: VirtualMachine) -> None:
     """An operation left active by a worker that died must not lock its VM forever."""
-    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    running_limit, queued_limit, long_queue_limit = stale_limits()
+    queued = Q(status=Operation.Status.PENDING) & (
+        Q(kind__in=LONG_QUEUE_KINDS, created__lt=long_queue_limit)
+        | (~Q(kind__in=LONG_QUEUE_KINDS) & Q(created__lt=queued_limit))
+    )
     abandoned = Operation.objects.filter(vm=vm).filter(
-        Q(status=Operation.Status.RUNNING, started__lt=limit) | Q(status=Operation.Status.PENDING, created__lt=limit)
+        Q(status=Operation.Status.RUNNING, started__lt=running_limit) | queued
     )
     if abandoned.exists():
         abandoned.update(

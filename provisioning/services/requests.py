@@ -22,10 +22,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -51,6 +49,7 @@ from inventory.services.operations import (
     claim_operation,
     enqueue_operation,
     finish_operation,
+    stale_limits,
 )
 from inventory.units import human_bytes
 from provisioning.models import ENDED, GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
@@ -201,9 +200,7 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
     Their unfinished VMs fail with the reason, so their names are free again; a volume a dead worker
     made may be left, and the VM's outcome says so.
     """
-    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
-    # A queued request may wait behind long ones: only one queued for a day is taken as lost.
-    queued_limit = timezone.now() - timedelta(seconds=max(settings.VOM_OPERATION_STALE_AFTER, 86400))
+    limit, _, queued_limit = stale_limits()  # a queued request may wait behind long ones: a day
     stale = ProvisioningRequest.objects.filter(
         Q(operation__status=Operation.Status.PENDING, operation__created__lt=queued_limit)
         | Q(operation__status=Operation.Status.RUNNING)
@@ -684,7 +681,7 @@ def _take_over_stale(request: ProvisioningRequest, op: Operation) -> bool:
     op.refresh_from_db(fields=["status", "started"])
     if op.status != Operation.Status.RUNNING:
         return False
-    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
+    limit = stale_limits()[0]
     last = request.heartbeat or op.started
     if last is None or last >= limit:
         return False

@@ -424,3 +424,28 @@ def test_paused_vm_is_not_offered_a_graceful_shutdown_but_power_off(provider):
     assert Operation.Kind.VM_POWER_OFF in operations.allowed_operations(web)
     web.state = VirtualMachine.State.SUSPENDED
     assert operations.allowed_operations(web) == [Operation.Kind.VM_POWER_OFF]
+
+
+def test_an_operation_queued_behind_long_provisioning_work_is_not_taken_as_lost(provider, settings):
+    """The provisioning queue can be busy for hours: its operations get a day in the queue, others not."""
+    web = _discovered(provider)["web-01"]
+    settings.VOM_OPERATION_STALE_AFTER = 600
+
+    def queued(kind, hours):
+        op = Operation.objects.create(kind=kind, vm=web, provider=provider, status=Operation.Status.PENDING)
+        Operation.objects.filter(pk=op.pk).update(created=timezone.now() - dt.timedelta(hours=hours))  # auto_now_add
+        return op
+
+    waiting = queued(Operation.Kind.DISK_ADD, hours=3)
+    operations.expire_abandoned_operations(web)
+    waiting.refresh_from_db()
+    assert waiting.status == Operation.Status.PENDING
+    Operation.objects.filter(pk=waiting.pk).update(created=timezone.now() - dt.timedelta(hours=25))
+    operations.expire_abandoned_operations(web)
+    waiting.refresh_from_db()
+    assert waiting.status == Operation.Status.FAILED and "abandoned" in waiting.error
+
+    power = queued(Operation.Kind.VM_SUSPEND, hours=3)  # the operations queue: the stale limit applies
+    operations.expire_abandoned_operations(web)
+    power.refresh_from_db()
+    assert power.status == Operation.Status.FAILED

@@ -76,6 +76,30 @@ def _size_bytes(gib: Decimal) -> int:
     return int(gib * GiB)
 
 
+def network_field() -> forms.ChoiceField:
+    """The first NIC's libvirt network (its choices are the provider's networks, set by the form)."""
+    return forms.ChoiceField(required=False, help_text="libvirt network of the first NIC. Empty: as in the template.")
+
+
+def bridge_field() -> forms.CharField:
+    return forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Or a host bridge for the first NIC (e.g. br0), instead of a network.",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "placeholder": "br0"}),
+    )
+
+
+class FirstNicMixin:
+    """A form with ``network_field`` and ``bridge_field``: one of them, not both."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}  # type: ignore[misc]
+        if data.get("network") and data.get("bridge"):
+            self.add_error("bridge", "Give a network or a bridge, not both.")  # type: ignore[attr-defined]
+        return data
+
+
 class GoldenImageForm(ServiceErrorsMixin, forms.Form):
     """Register a golden image: a volume, or a shut-off VM whose boot disk is the image."""
 
@@ -127,7 +151,7 @@ def suggested_pattern(image: GoldenImage) -> str:
     return f"{base}-{{n:02d}}"
 
 
-class ProvisionForm(ServiceErrorsMixin, forms.Form):
+class ProvisionForm(FirstNicMixin, ServiceErrorsMixin, forms.Form):
     """The "Provision VMs" form: N VMs from one golden image."""
 
     count = forms.IntegerField(label="Number of VMs", min_value=1, max_value=MAX_COUNT_INPUT, initial=1)
@@ -150,15 +174,8 @@ class ProvisionForm(ServiceErrorsMixin, forms.Form):
         label="Target pool", queryset=StoragePool.objects.none(), help_text="Where the boot volumes are made."
     )
     host = HostChoiceField(queryset=Host.objects.none(), required=False, empty_label="— the provider's host —")
-    network = forms.ChoiceField(
-        required=False, help_text="libvirt network of the first NIC. Empty: as in the template."
-    )
-    bridge = forms.CharField(
-        max_length=64,
-        required=False,
-        help_text="Or a host bridge for the first NIC (e.g. br0), instead of a network.",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "placeholder": "br0"}),
-    )
+    network = network_field()
+    bridge = bridge_field()
     start = forms.BooleanField(label="Start the VMs after creation", required=False, initial=True)
 
     def __init__(self, *args: Any, image: GoldenImage, **kwargs: Any) -> None:
@@ -173,19 +190,11 @@ class ProvisionForm(ServiceErrorsMixin, forms.Form):
         kwargs.setdefault("initial", initial)
         super().__init__(*args, **kwargs)
         provider_id = image.provider_id
-        self.fields["pool"].queryset = StoragePool.objects.filter(  # type: ignore[attr-defined]
-            provider_id=provider_id, removed_at__isnull=True
-        ).order_by("name", "pk")
+        self.fields["pool"].queryset = selectors.provider_pools(provider_id)  # type: ignore[attr-defined]
         self.fields["host"].queryset = Host.objects.filter(  # type: ignore[attr-defined]
             provider_id=provider_id, removed_at__isnull=True
         ).order_by("hostname", "pk")
         self.fields["network"].choices = _network_choices(provider_id)  # type: ignore[attr-defined]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("network") and data.get("bridge"):
-            self.add_error("bridge", "Give a network or a bridge, not both.")
-        return data
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -233,7 +242,7 @@ class DiskAddForm(ServiceErrorsMixin, forms.Form):
     def __init__(self, *args: Any, vm: VirtualMachine, **kwargs: Any) -> None:
         self.vm = vm
         super().__init__(*args, **kwargs)
-        pools = StoragePool.objects.filter(provider_id=vm.provider_id, removed_at__isnull=True).order_by("name", "pk")
+        pools = selectors.provider_pools(vm.provider_id)
         self.fields["pool"].queryset = pools  # type: ignore[attr-defined]
         self.fields["volume"].queryset = (  # type: ignore[attr-defined]
             StorageVolume.objects.filter(pool__provider_id=vm.provider_id, pool__removed_at__isnull=True)
@@ -286,9 +295,7 @@ class VolumeCloneForm(ServiceErrorsMixin, forms.Form):
         suggested = f"{stem}-clone.{ext}" if dot else f"{volume.name}-clone"
         kwargs.setdefault("initial", {"name": suggested, "pool": volume.pool_id})
         super().__init__(*args, **kwargs)
-        self.fields["pool"].queryset = StoragePool.objects.filter(  # type: ignore[attr-defined]
-            provider_id=volume.pool.provider_id, removed_at__isnull=True
-        ).order_by("name", "pk")
+        self.fields["pool"].queryset = selectors.provider_pools(volume.pool.provider_id)  # type: ignore[attr-defined]
 
 
 class VolumeTemplateVMChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
@@ -300,7 +307,7 @@ class VolumeTemplateVMChoiceField(forms.ModelChoiceField):  # type: ignore[type-
         return f"{obj.name} ({vcpus}, {memory}, {obj.get_state_display().lower()})"
 
 
-class VMFromVolumeForm(ServiceErrorsMixin, forms.Form):
+class VMFromVolumeForm(FirstNicMixin, ServiceErrorsMixin, forms.Form):
     """One new VM whose boot disk is made from a pool volume, defined like a chosen VM."""
 
     name = forms.CharField(
@@ -329,15 +336,8 @@ class VMFromVolumeForm(ServiceErrorsMixin, forms.Form):
         required=False,
         help_text="Empty: the template VM's.",
     )
-    network = forms.ChoiceField(
-        required=False, help_text="libvirt network of the first NIC. Empty: as in the template."
-    )
-    bridge = forms.CharField(
-        max_length=64,
-        required=False,
-        help_text="Or a host bridge for the first NIC (e.g. br0), instead of a network.",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "placeholder": "br0"}),
-    )
+    network = network_field()
+    bridge = bridge_field()
     start = forms.BooleanField(
         label="Start the VM after creation",
         required=False,
@@ -356,16 +356,8 @@ class VMFromVolumeForm(ServiceErrorsMixin, forms.Form):
         kwargs.setdefault("initial", initial)
         super().__init__(*args, **kwargs)
         self.fields["template_vm"].queryset = present_vms.order_by("name", "pk")  # type: ignore[attr-defined]
-        self.fields["pool"].queryset = StoragePool.objects.filter(  # type: ignore[attr-defined]
-            provider_id=provider_id, removed_at__isnull=True
-        ).order_by("name", "pk")
+        self.fields["pool"].queryset = selectors.provider_pools(provider_id)  # type: ignore[attr-defined]
         self.fields["network"].choices = _network_choices(provider_id)  # type: ignore[attr-defined]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("network") and data.get("bridge"):
-            self.add_error("bridge", "Give a network or a bridge, not both.")
-        return data
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -124,6 +124,11 @@ def vms_by_uuid(provider_id: int, uuids: Iterable[str]) -> dict[str, VirtualMach
     return {vm.uuid: vm for vm in vms}
 
 
+def provider_pools(provider_id: int) -> QuerySet[StoragePool]:
+    """The provider's present pools, by name: what a form offers as a target pool."""
+    return StoragePool.objects.filter(provider_id=provider_id, removed_at__isnull=True).order_by("name", "pk")
+
+
 def libvirt_volumes() -> QuerySet[StorageVolume]:
     """Volumes a golden image or a data disk can be made from: on KVM providers, with a path."""
     return (

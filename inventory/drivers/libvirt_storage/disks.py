@@ -12,7 +12,7 @@ from typing import Any
 import libvirt
 
 from inventory.drivers.base import DriverError
-from inventory.drivers.libvirt import LibvirtDriver, _error_text, _parse_xml
+from inventory.drivers.libvirt import LibvirtDriver, _attr, _disk_targets, _error_text, _parse_xml, _source_of
 from inventory.drivers.libvirt_storage._common import (
     _HOTPLUG_BUSES,
     _check_capacity,
@@ -55,18 +55,16 @@ def _disks(root: ET.Element) -> list[ET.Element]:
 
 
 def _target_of(disk: ET.Element) -> str:
-    target = disk.find("target")
-    return (target.get("dev") or "") if target is not None else ""
+    return _attr(disk.find("target"), "dev")
 
 
 def _bus_of(disk: ET.Element) -> str:
-    target = disk.find("target")
-    return (target.get("bus") or "") if target is not None else ""
+    return _attr(disk.find("target"), "bus")
 
 
 def _path_of(disk: ET.Element) -> str:
-    source = disk.find("source")
-    return (source.get("file") or source.get("dev") or "") if source is not None else ""
+    """The disk's source as the inventory records it (by the disk's ``type``)."""
+    return _source_of(disk)[0]
 
 
 def _find_disk(root: ET.Element | None, target: str) -> ET.Element | None:
@@ -257,7 +255,7 @@ def attach_disk(
             f"a writable shareable disk must be raw, not {format}: two VMs cannot write one {format} image"
         )
     vm = _read_vm(driver, vm_uuid)
-    taken = {_target_of(d) for root in (vm.live, vm.config) if root is not None for d in _disks(root)} - {""}
+    taken = set().union(*(_disk_targets(root) for root in (vm.live, vm.config) if root is not None)) - {""}
     first_free = free_target(taken, bus)  # refuses a full bus (virtio-blk's limit) whatever the target
     if target is None:
         target = first_free

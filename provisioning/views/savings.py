@@ -40,7 +40,7 @@ def storage_savings(request: HttpRequest) -> HttpResponse:
                     f"{row.pool.host.hostname if row.pool.host else row.pool.provider.name}/{row.pool.name}",
                     row.savings.children_bytes,
                     row.savings.full_equivalent_bytes,
-                    reverse("pool-savings", args=[row.pool.pk]),
+                    reverse("storage-savings-pool", args=[row.pool.pk]),
                 )
                 for row in rows[:POOLS_CHARTED]
             ]

@@ -86,7 +86,7 @@ def _read_pages(golden: GoldenImage, request: ProvisioningRequest, pool: Storage
         (reverse("provisioning-request-list"), "web-{n:02d}"),
         (reverse("provisioning-request-detail", args=[request.pk]), "web-03"),
         (reverse("storage-savings"), "Pools with copy-on-write children"),
-        (reverse("pool-savings", args=[pool.pk]), "Children by parent image"),
+        (reverse("storage-savings-pool", args=[pool.pk]), "Children by parent image"),
     ]
 
 
@@ -175,7 +175,7 @@ def test_the_navigation_and_the_inventory_pages_link_to_provisioning(admin_clien
     for name in ("golden-image-list", "provisioning-request-list", "storage-savings"):
         assert f'href="{reverse(name)}"' in html
     assert (
-        reverse("pool-savings", args=[pool.pk])
+        reverse("storage-savings-pool", args=[pool.pk])
         in viewer_client.get(reverse("pool-detail", args=[pool.pk])).content.decode()
     )
 
@@ -716,7 +716,8 @@ def _more_images(golden: GoldenImage, kvm: Provider, count: int) -> None:
 
 
 def test_golden_image_and_savings_pages_read_the_same_queries_for_3_or_30_rows(viewer_client, golden, kvm):
-    urls = (reverse("golden-image-list"), reverse("storage-savings"), reverse("pool-savings", args=[_pool(kvm).pk]))
+    pool_page = reverse("storage-savings-pool", args=[_pool(kvm).pk])
+    urls = (reverse("golden-image-list"), reverse("storage-savings"), pool_page)
     _more_images(golden, kvm, 2)
     few = [_queries(viewer_client, url) for url in urls]
     _more_images(golden, kvm, 27)
@@ -856,3 +857,23 @@ def test_a_running_request_shows_that_it_is_being_cancelled(
     live = operator_client.get(detail, {"fragment": "live"}).content.decode()
     assert "Cancelling" in live and f"asked for by {operator_user.username}" in live
     assert "Cancel request" not in live
+
+
+def _active_nav(html: str) -> list[str]:
+    """The labels of the navigation links marked active, and the storage sub-navigation if it is shown."""
+    nav = html[html.index('<ul class="nav">') : html.index("</nav>")]
+    active = [re.sub(r"<[^>]+>|[^\w ]", "", m).strip() for m in re.findall(r'<a class="active"[^>]*>(.*?)</a>', nav)]
+    return active + (["(storage sub-navigation)"] if 'class="subnav"' in nav else [])
+
+
+def test_the_navigation_marks_the_section_of_each_page(viewer_client, kvm, golden):
+    pool = _pool(kvm)
+    pages = {
+        reverse("storage-savings-pool", args=[pool.pk]): ["Storage savings"],
+        reverse("storage-savings"): ["Storage savings"],
+        reverse("pool-detail", args=[pool.pk]): ["Storage", "(storage sub-navigation)"],
+        reverse("volume-list"): ["Storage", "(storage sub-navigation)"],
+        reverse("golden-image-detail", args=[golden.pk]): ["Golden images"],
+    }
+    for url, expected in pages.items():
+        assert _active_nav(viewer_client.get(url).content.decode()) == expected, url

@@ -574,21 +574,14 @@ def execute_provisioning(op_id: int) -> Operation:
     finished = total - len(vms)  # rows a worker before this one finished
     try:
         with libvirt_driver(request.provider) as driver:
-            for row in vms:
-                # Only a VM not begun is cancelled: one a dead worker left half made is finished first.
-                if row.status == V.PENDING and _cancel_asked(request):
-                    _cancel_waiting(request, run)
-                    break
-                try:
-                    _check_can_go_on(driver, request)
-                except _Abort as exc:
-                    _fail_rest(request, str(exc), run, driver)
-                    break
-                _provision_one(driver, request, row, run)
-                _beat(request)
-                finished += 1
-                run.progress(int(90 * finished / total), f"{finished} of {total} VMs handled")
-            _read_allocation(driver, request, run)
+            try:
+                _provision_rows(driver, request, vms, run, finished=finished)
+                _read_allocation(driver, request, run)
+            except (DriverError, SecretError):
+                raise
+            except Exception as exc:
+                logger.exception("provisioning request #%s failed unexpectedly", request.pk)
+                _failed_unexpectedly(request, run, exc, driver)  # the host is still there to clean up on
     except (DriverError, SecretError) as exc:
         run.log(str(exc), "error")
         if _cancel_asked(request):
@@ -596,12 +589,40 @@ def execute_provisioning(op_id: int) -> Operation:
         _fail_rest(request, str(exc), run)
     except Exception as exc:
         logger.exception("provisioning request #%s failed unexpectedly", request.pk)
-        if _cancel_asked(request):
-            _cancel_waiting(request, run)
-        _fail_rest(request, f"internal error: {type(exc).__name__}", run)
+        _failed_unexpectedly(request, run, exc)
     run.progress(92, "refreshing the inventory")
     refresh_inventory(request.provider, run)
     return _finish(request, op, run)
+
+
+def _provision_rows(
+    driver: LibvirtDriver, request: ProvisioningRequest, rows: list[ProvisionedVM], run: OperationRun, *, finished: int
+) -> None:
+    """Make the rows' VMs in order, until the request is cancelled or cannot go on."""
+    total = request.count
+    for row in rows:
+        # Only a VM not begun is cancelled: one a dead worker left half made is finished first.
+        if row.status == V.PENDING and _cancel_asked(request):
+            _cancel_waiting(request, run)
+            break
+        try:
+            _check_can_go_on(driver, request)
+        except _Abort as exc:
+            _fail_rest(request, str(exc), run, driver)
+            break
+        _provision_one(driver, request, row, run)
+        _beat(request)
+        finished += 1
+        run.progress(int(90 * finished / total), f"{finished} of {total} VMs handled")
+
+
+def _failed_unexpectedly(
+    request: ProvisioningRequest, run: OperationRun, exc: Exception, driver: LibvirtDriver | None = None
+) -> None:
+    """Every VM not finished fails; with ``driver``, the volumes made for them are removed."""
+    if _cancel_asked(request):
+        _cancel_waiting(request, run)
+    _fail_rest(request, f"internal error: {type(exc).__name__}", run, driver)
 
 
 def _finish(request: ProvisioningRequest, op: Operation, run: OperationRun) -> Operation:
@@ -733,20 +754,29 @@ def _take_over(request: ProvisioningRequest, op: Operation) -> bool:
 
 def _check_can_go_on(driver: LibvirtDriver, request: ProvisioningRequest) -> None:
     if request.from_golden_image:
-        image = GoldenImage.objects.filter(pk=request.golden_image_id).first() if request.golden_image_id else None
+        image = _golden_image(request)
         if image is None:
             raise _Abort(f"golden image {request.golden_image_name!r} was unregistered during the request")
-        try:
-            started = domain_is_active(driver, image.template_vm_uuid)
-        except DriverError:
-            started = False  # the template VM was undefined: the image itself is what matters
-        if started:
-            raise _Abort(
-                f"the golden image's VM {image.template_vm_name!r} was started during the request: "
-                "the image is no longer quiescent"
-            )
+        _check_quiescent(driver, image)
     if volume_by_path(driver, request.source_path) is None:
         raise _Abort(f"the image {request.source_path} no longer exists")
+
+
+def _golden_image(request: ProvisioningRequest) -> GoldenImage | None:
+    return GoldenImage.objects.filter(pk=request.golden_image_id).first() if request.golden_image_id else None
+
+
+def _check_quiescent(driver: LibvirtDriver, image: GoldenImage) -> None:
+    """Refuse to go on if the golden image's VM runs: the image would change as it is read."""
+    try:
+        started = domain_is_active(driver, image.template_vm_uuid)
+    except DriverError:
+        started = False  # the template VM was undefined: the image itself is what matters
+    if started:
+        raise _Abort(
+            f"the golden image's VM {image.template_vm_name!r} was started during the request: "
+            "the image is no longer quiescent"
+        )
 
 
 def _set(row: ProvisionedVM, **fields: Any) -> None:
@@ -844,6 +874,13 @@ def _create_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: Pro
         allocation_bytes=info.allocation_bytes,
         status=V.DEFINING,
     )
+    image = _golden_image(request)
+    if image is not None:
+        # The image must have stayed quiescent while it was read: its VM started meanwhile fails this VM.
+        try:
+            _check_quiescent(driver, image)
+        except _Abort as exc:
+            raise _VMFailed(str(exc)) from exc
 
 
 def _make_boot_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM) -> VolumeInfo:

@@ -270,6 +270,52 @@ def test_template_vm_started_mid_request(golden, kvm, django_capture_on_commit_c
     assert op.status == Operation.Status.FAILED
 
 
+def test_a_template_vm_started_while_a_volume_is_made_fails_that_vm(
+    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The image must stay quiescent while it is read: it is checked again once each volume is made."""
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
+    real_make = service._make_boot_volume
+
+    def make_and_start(driver, req, row):
+        info = real_make(driver, req, row)
+        if row.name == "web-02":
+            conn(kvm).lookupByName("golden-vm").create()  # someone starts the image's VM during the copy
+        return info
+
+    monkeypatch.setattr(service, "_make_boot_volume", make_and_start)
+    op = execute_provisioning(request.operation_id)
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    error = request.vms.get(name="web-02").error
+    assert error.startswith("the golden image's VM 'golden-vm' was started during the request")
+    assert error.endswith("; volume web-02.qcow2 removed")
+    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
+    assert {d for d in platform_domains(kvm) if d.startswith("web-")} == {"web-01"}
+    assert op.status == Operation.Status.FAILED
+
+
+def test_an_unexpected_error_leaves_no_volume_behind(golden, kvm, django_capture_on_commit_callbacks, monkeypatch):
+    """A fault in the console itself (not the platform's) still removes the volume made for the VM."""
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
+
+    def define(driver, template_xml, *, name, **kwargs):
+        raise RuntimeError("a bug in the console")
+
+    monkeypatch.setattr(service, "define_vm_from_template", define)
+    op = execute_provisioning(request.operation_id)
+    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.FAILED}
+    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
+    assert request.vms.get(name="web-02").error == "internal error: RuntimeError"  # not begun: nothing to remove
+    assert not {v for v in platform_volumes(kvm) if v.startswith("web-")}
+    assert not {d for d in platform_domains(kvm) if d.startswith("web-")}
+    assert op.status == Operation.Status.FAILED and op.error == "3 of 3 VMs failed: web-01, web-02, web-03"
+
+
 def test_redelivered_task_does_nothing(golden, kvm, django_capture_on_commit_callbacks):
     request = provision(golden, django_capture_on_commit_callbacks, count=2)
     before = platform_domains(kvm)

@@ -574,22 +574,22 @@ def execute_provisioning(op_id: int) -> Operation:
     finished = total - len(vms)  # rows a worker before this one finished
     try:
         with libvirt_driver(request.provider) as driver:
+            # A fault met while connected is handled while connected: what was made can be removed.
             try:
                 _provision_rows(driver, request, vms, run, finished=finished)
                 _read_allocation(driver, request, run)
-            except (DriverError, SecretError):
-                raise
+            except DriverError as exc:
+                run.log(str(exc), "error")
+                _fail_unfinished(request, str(exc), run, driver)
             except Exception as exc:
                 logger.exception("provisioning request #%s failed unexpectedly", request.pk)
-                _failed_unexpectedly(request, run, exc, driver)  # the host is still there to clean up on
-    except (DriverError, SecretError) as exc:
+                _fail_unfinished(request, f"internal error: {type(exc).__name__}", run, driver)
+    except (DriverError, SecretError) as exc:  # the host could not be reached, or lost on the way
         run.log(str(exc), "error")
-        if _cancel_asked(request):
-            _cancel_waiting(request, run)  # what the user no longer wants did not fail
-        _fail_rest(request, str(exc), run)
+        _fail_unfinished(request, str(exc), run)
     except Exception as exc:
         logger.exception("provisioning request #%s failed unexpectedly", request.pk)
-        _failed_unexpectedly(request, run, exc)
+        _fail_unfinished(request, f"internal error: {type(exc).__name__}", run)
     run.progress(92, "refreshing the inventory")
     refresh_inventory(request.provider, run)
     return _finish(request, op, run)
@@ -616,13 +616,14 @@ def _provision_rows(
         run.progress(int(90 * finished / total), f"{finished} of {total} VMs handled")
 
 
-def _failed_unexpectedly(
-    request: ProvisioningRequest, run: OperationRun, exc: Exception, driver: LibvirtDriver | None = None
+def _fail_unfinished(
+    request: ProvisioningRequest, reason: str, run: OperationRun, driver: LibvirtDriver | None = None
 ) -> None:
-    """Every VM not finished fails; with ``driver``, the volumes made for them are removed."""
+    """Every VM not finished fails with ``reason``, but those the user cancelled are cancelled (what
+    the user no longer wants did not fail); with ``driver``, the volumes made for them are removed."""
     if _cancel_asked(request):
         _cancel_waiting(request, run)
-    _fail_rest(request, f"internal error: {type(exc).__name__}", run, driver)
+    _fail_rest(request, reason, run, driver)
 
 
 def _finish(request: ProvisioningRequest, op: Operation, run: OperationRun) -> Operation:
@@ -794,13 +795,30 @@ def _fail_rest(
         return
     run.log(f"{len(rows)} VM(s) not provisioned: {reason}", "error")
     for row in rows:
-        cleanup = ""
-        if row.volume_created and not row.vm_uuid:
-            if driver is None:
-                cleanup = f"; its volume {row.volume_name} may be left: the host could not be reached"
-            else:
-                cleanup = _remove_volume(driver, request, row)
+        cleanup = _left_behind(driver, request, row)
         _set(row, status=V.FAILED, error=f"{reason}{cleanup}"[:2000], finished=timezone.now())
+
+
+def _left_behind(driver: LibvirtDriver | None, request: ProvisioningRequest, row: ProvisionedVM) -> str:
+    """Remove the volume made for an unfinished row that no VM uses; text for the row's outcome."""
+    # A row stopped while its volume was being made may have one (the name was free just before).
+    begun = row.volume_created or (row.status == V.CREATING_VOLUME and bool(row.volume_path))
+    if row.vm_uuid or not begun:
+        return ""
+    if driver is None:
+        return f"; its volume {row.volume_name} may be left: the host could not be reached"
+    try:
+        if row.status == V.DEFINING and (vm_uuid := _ours(driver, row)):
+            # The VM was defined on the volume, its record not yet written: both stay.
+            _set(row, vm_uuid=vm_uuid)
+            return f"; VM {row.name} had been defined on volume {row.volume_name}: both are kept"
+        if not row.volume_created:
+            if volume_by_path(driver, row.volume_path) is None:
+                return ""
+            _set(row, volume_created=True)
+    except DriverError as exc:
+        return f"; its volume {row.volume_name} may be left: {exc}"
+    return _remove_volume(driver, request, row)
 
 
 def _remove_volume(driver: LibvirtDriver, request: ProvisioningRequest, row: ProvisionedVM) -> str:

@@ -670,3 +670,74 @@ def test_a_resumed_request_finishes_the_vm_its_dead_worker_began_then_honours_th
     assert outcome == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled"}
     assert op.result == {"done": 1, "failed": 0, "cancelled": 2}
     assert "web-01" in platform_domains(kvm) and "web-02" not in platform_domains(kvm)
+
+
+def test_an_unexpected_error_while_a_volume_is_made_removes_what_was_made(
+    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+):
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2, mode=Mode.FULL)
+    real_make = service._make_boot_volume
+
+    def make_then_fail(driver, req, row):  # the copy is made, then the console trips before recording it
+        real_make(driver, req, row)
+        raise RuntimeError("a bug in the console")
+
+    monkeypatch.setattr(service, "_make_boot_volume", make_then_fail)
+    op = execute_provisioning(request.operation_id)
+    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
+    assert not {v for v in platform_volumes(kvm) if v.startswith("web-")}
+    assert op.error == "2 of 2 VMs failed: web-01, web-02"
+
+
+def test_a_platform_error_while_connected_removes_what_was_made(
+    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A libvirt call that fails outside a VM's own steps fails the rest, and the host, still there, is
+    cleaned up: not "may be left: the host could not be reached"."""
+    from inventory.drivers.base import DriverError
+    from provisioning.services import requests as service
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
+    real_check = service._check_quiescent
+    calls = []
+
+    def check(driver, image):  # before web-01, after its volume, before web-02, after its volume: fails
+        calls.append(1)
+        if len(calls) == 4:
+            raise DriverError("cannot look up domain: connection reset")
+        return real_check(driver, image)
+
+    monkeypatch.setattr(service, "_check_quiescent", check)
+    op = execute_provisioning(request.operation_id)
+    outcome = dict(request.vms.values_list("name", "status"))
+    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    error = request.vms.get(name="web-02").error
+    assert error == "cannot look up domain: connection reset; volume web-02.qcow2 removed"
+    assert request.vms.get(name="web-03").error == "cannot look up domain: connection reset"
+    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
+    assert op.log.filter(level="error", message="cannot look up domain: connection reset").exists()
+
+
+def test_a_vm_its_dead_worker_defined_is_kept_when_the_resumed_request_cannot_go_on(
+    golden, kvm, django_capture_on_commit_callbacks, settings
+):
+    """The worker died between defining web-01 and recording it; the image's VM has been started since."""
+    from inventory.drivers.libvirt import LibvirtDriver
+    from inventory.drivers.libvirt_storage import create_overlay_volume, define_vm_from_template
+
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    driver = LibvirtDriver(kvm.uri)
+    create_overlay_volume(driver, "images", "web-01.qcow2", GOLDEN_PATH)
+    uuid1 = define_vm_from_template(
+        driver, request.template_xml, name="web-01", boot_volume_path=f"{IMAGES}/web-01.qcow2"
+    )
+    _stale(request, settings, **{"web-01": {"status": "defining", "volume_created": True}})
+    conn(kvm).lookupByName("golden-vm").create()
+    op = execute_provisioning(request.operation_id)
+    row = request.vms.get(name="web-01")
+    assert row.status == ProvisionedVM.Status.FAILED and row.vm_uuid == uuid1
+    assert row.error.endswith("; VM web-01 had been defined on volume web-01.qcow2: both are kept")
+    assert "web-01.qcow2" in platform_volumes(kvm) and "web-01" in platform_domains(kvm)
+    assert op.status == Operation.Status.FAILED

@@ -730,7 +730,10 @@ def run(work: Path) -> dict[str, Any]:
     import json
     import platform
 
-    print(f"Provisioning on {URI}: {CHILDREN} space-optimized VMs, {FULL_COPIES} full copies of a 1 GiB image:")
+    print(
+        f"Provisioning on {URI}: {CHILDREN} space-optimized VMs, {FULL_ROUNDS} × {FULL_COPIES} full copies "
+        "of a 1 GiB image:"
+    )
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -769,7 +772,7 @@ def section_lines(r: dict[str, Any]) -> list[str]:
     dropped = "dropped" if r["cache_dropped"] else "**not** dropped (not root)"
     checks = r["checks"]
     compared = "identical." if checks["full_copy_identical"] else f"**differs**: {checks['full_copy_compare']}."
-    lines = [f"{SECTION}: {so['count']} space-optimized VMs and {full['count']} full copies", ""]
+    lines = [f"{SECTION}: {so['count']} space-optimized VMs and {full['rounds']} × {full['count']} full copies", ""]
     lines += _paragraph(
         f"Last run: {r['when']}, {m['cpus']} CPUs, {m['platform']}; libvirt {host['libvirt']}, QEMU "
         f"{host['qemu']}, images on {host['filesystem']}. One-minute load average {load['before']} before and "
@@ -922,14 +925,17 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
         "after; over 11 runs the ratio was 71–103 %, median 85 %, below 80 % in 4, and the two series of one "
         "run differed by as much as 62 % for the same work. It now makes "
         f"{full['rounds']} such rounds ({min(series):.1f}–{max(series):.1f} s per request or series in this run); "
-        "compare runs, not single figures. Its first 5 runs gave 98, 89, 85, 88 and 74 %."
+        "compare runs, not single figures. On 2026-11-25 it ran 10 times in two series of 5, each reported "
+        "whole: 98, 89, 85, 88 and 74 %; then, after the check that the image's VM stayed off during each copy "
+        "was added (one more libvirt call per VM), 85, 82, 87, 80 and 88 %, the last of them above."
     )
     lines += _paragraph(
         "Tried and dropped on 2026-11-25: making each VM's boot volume in a second thread while the console "
         "defined the VM before it, to hide the console's time between copies. Over 4 runs it gave 86, 79, 83 "
-        "and 73 %, no better: that time is mostly writes to the same disk (`virDomainDefineXML` saves the "
-        "definition and syncs it; the SQLite journal), which then slowed the copy running beside them by as "
-        "much as they saved."
+        "and 73 %, no better. libvirt's copies themselves ran slower beside the console's other work (83–95 % "
+        "of `cp`, against 86–106 % in the 10 runs without the thread): that work is mostly writes to the same "
+        "disk (`virDomainDefineXML` saves the definition and syncs it; the SQLite journal), so it seems to cost "
+        "the copy about what running it alongside saved."
     )
     return lines
 

@@ -159,3 +159,9 @@ class ProvisionedVM(models.Model):
 
 # A VM's outcome: nothing more happens to it.
 ENDED = (ProvisionedVM.Status.DONE, ProvisionedVM.Status.FAILED, ProvisionedVM.Status.CANCELLED)
+
+
+def ended_by_cancel(op: Operation, *, cancelled: int, failed: int) -> bool:
+    """Whether a request's operation ended because it was cancelled, with no VM failed: shown as
+    cancelled, not as a failure (the operation itself has failed: it did not make every VM)."""
+    return not op.is_active and cancelled > 0 and failed == 0

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from inventory.roles import OPERATOR, role_required
 from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
-from provisioning.models import ProvisionedVM, ProvisioningRequest
+from provisioning.models import ProvisionedVM, ProvisioningRequest, ended_by_cancel
 from provisioning.services.requests import cancel_provisioning
 
 V = ProvisionedVM.Status
@@ -64,9 +64,7 @@ def _live_context(provisioning: ProvisioningRequest) -> dict[str, Any]:
         "in_progress": counts[V.CREATING_VOLUME] + counts[V.DEFINING] + counts[V.STARTING],
         "waiting": counts[V.PENDING],
         "cancelled": counts[V.CANCELLED],
-        # Ended by a cancellation alone (no VM failed): shown as cancelled, not as a failure. The
-        # operation itself has failed (it did not make every VM), as the API says.
-        "was_cancelled": not op.is_active and counts[V.CANCELLED] > 0 and counts[V.FAILED] == 0,
+        "was_cancelled": ended_by_cancel(op, cancelled=counts[V.CANCELLED], failed=counts[V.FAILED]),
         "log": list(op.log.all()),
     }
 

@@ -845,6 +845,38 @@ def test_an_operator_cancels_a_queued_request_from_its_page(
     assert f"Not cancelled: request #{request.pk} has already ended (failed)." in again
 
 
+def test_a_cancelled_request_with_a_failed_vm_is_shown_as_failed(
+    operator_client, golden, kvm, operator_user, django_capture_on_commit_callbacks
+):
+    """Only a request that a cancellation alone ended is shown as "Cancelled": one where a VM failed
+    too is a failure, on its page, in the request list and on its golden image's page."""
+    request = _queued(golden, kvm, operator_user, django_capture_on_commit_callbacks)
+    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.FAILED, progress=100)
+    request.vms.filter(name="app-1").update(status=ProvisionedVM.Status.FAILED, error="boom")
+    request.vms.exclude(name="app-1").update(status=ProvisionedVM.Status.CANCELLED, error="cancelled by oscar")
+    cancelled_badge = '<span class="badge badge-amber">Cancelled</span>'
+    failed_badge = '<span class="badge badge-red">Failed</span>'
+    pages = [
+        reverse("provisioning-request-detail", args=[request.pk]),
+        reverse("provisioning-request-list"),
+        reverse("golden-image-detail", args=[golden.pk]),
+    ]
+
+    def request_badges(url: str) -> str:  # the request's own status; the page also has one badge per VM
+        page = operator_client.get(url).content.decode()
+        if url == pages[0]:
+            return page[page.index('<div class="op-status"') :].split("</div>", 1)[0]
+        return page
+
+    for url in pages:
+        badges = request_badges(url)
+        assert failed_badge in badges and cancelled_badge not in badges, url
+    request.vms.filter(name="app-1").update(status=ProvisionedVM.Status.CANCELLED)  # a cancellation alone
+    for url in pages:
+        badges = request_badges(url)
+        assert cancelled_badge in badges and failed_badge not in badges, url
+
+
 def test_a_running_request_shows_that_it_is_being_cancelled(
     operator_client, golden, kvm, operator_user, django_capture_on_commit_callbacks
 ):

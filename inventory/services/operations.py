@@ -163,24 +163,22 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
 LONG_QUEUE_KINDS = (Kind.PROVISION_VMS, Kind.DISK_ADD, Kind.DISK_RESIZE, Kind.VOLUME_CLONE)
 
 
-def stale_limits() -> tuple[datetime, datetime, datetime]:
-    """Cut-offs before which an operation is taken as abandoned: (running with no sign of life,
-    queued, queued on the provisioning queue — a day at least)."""
+def stale_limits() -> tuple[datetime, datetime]:
+    """Cut-offs before which an operation is taken as abandoned: (running with no sign of life, or
+    queued; queued on the provisioning queue, a day at least)."""
     now = timezone.now()
     stale = settings.VOM_OPERATION_STALE_AFTER
-    return now - timedelta(seconds=stale), now - timedelta(seconds=stale), now - timedelta(seconds=max(stale, 86400))
+    return now - timedelta(seconds=stale), now - timedelta(seconds=max(stale, 86400))
 
 
 def expire_abandoned_operations(vm: VirtualMachine) -> None:
     """An operation left active by a worker that died must not lock its VM forever."""
-    running_limit, queued_limit, long_queue_limit = stale_limits()
+    limit, long_queue_limit = stale_limits()
     queued = Q(status=Operation.Status.PENDING) & (
         Q(kind__in=LONG_QUEUE_KINDS, created__lt=long_queue_limit)
-        | (~Q(kind__in=LONG_QUEUE_KINDS) & Q(created__lt=queued_limit))
+        | (~Q(kind__in=LONG_QUEUE_KINDS) & Q(created__lt=limit))
     )
-    abandoned = Operation.objects.filter(vm=vm).filter(
-        Q(status=Operation.Status.RUNNING, started__lt=running_limit) | queued
-    )
+    abandoned = Operation.objects.filter(vm=vm).filter(Q(status=Operation.Status.RUNNING, started__lt=limit) | queued)
     if abandoned.exists():
         abandoned.update(
             status=Operation.Status.FAILED,

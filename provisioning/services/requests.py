@@ -200,7 +200,7 @@ def expire_abandoned_requests(provider_id: int | None = None) -> int:
     Their unfinished VMs fail with the reason, so their names are free again; a volume a dead worker
     made may be left, and the VM's outcome says so.
     """
-    limit, _, queued_limit = stale_limits()  # a queued request may wait behind long ones: a day
+    limit, queued_limit = stale_limits()  # a queued request may wait behind long ones: a day
     stale = ProvisioningRequest.objects.filter(
         Q(operation__status=Operation.Status.PENDING, operation__created__lt=queued_limit)
         | Q(operation__status=Operation.Status.RUNNING)

@@ -215,7 +215,8 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
         summary="Cancel a provisioning request",
         description="A queued request ends at once. A running one stops before its next VM: the VM being made "
         "finishes first (a copy cannot be interrupted), the VMs already made stay, the others end `cancelled`. "
-        "409: the request has already ended, or its cancellation was already asked for. Operator role.",
+        "409: the request has already ended, its cancellation was already asked for, or every VM has begun "
+        "(nothing is left to stop). Operator role.",
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:

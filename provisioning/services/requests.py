@@ -639,10 +639,9 @@ def _finish(request: ProvisioningRequest, op: Operation, run: OperationRun) -> O
     if failed:
         shown = ", ".join(failed[:5]) + (" …" if len(failed) > 5 else "")
         problems.append(f"{len(failed)} of {total} VMs failed: {shown}")
-    if problems:
-        run.log(f"{done} VM(s) provisioned")
-        return finish_operation(op, ok=False, error="; ".join(problems), result=result)
     run.log(f"{done} VM(s) provisioned")
+    if problems:
+        return finish_operation(op, ok=False, error="; ".join(problems), result=result)
     return finish_operation(op, ok=True, result=result)
 
 

@@ -7,14 +7,13 @@ subqueries or one grouped query, never one query per row.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from inventory.models import StoragePool, StorageVolume, VirtualMachine
 from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
-from provisioning.services.savings import Savings, child_groups, compared, parents_of
+from provisioning.services.savings import PoolSavings, Savings, child_groups, compared, parents_of
 
 V = ProvisionedVM.Status
 
@@ -145,16 +144,6 @@ def libvirt_vms() -> QuerySet[VirtualMachine]:
         .select_related("provider")
         .order_by("provider__name", "name", "pk")
     )
-
-
-@dataclass
-class PoolSavings:
-    """One pool's space-optimized children against full copies of their parents."""
-
-    pool: StoragePool
-    savings: Savings
-    parents: int
-    unknown_parent_children: int
 
 
 def savings_by_pool() -> tuple[Savings, list[PoolSavings]]:

@@ -313,16 +313,7 @@ class PoolSavingsViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         return self.get_paginated_response(s.PoolSavingsSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
-        pool = self.get_object()
-        total, groups = pool_savings(pool)
-        data = {
-            "pool": pool,
-            "savings": total,
-            "parents": len(groups),
-            "unknown_parent_children": sum(g.savings.children for g in groups if g.parent is None),
-            "groups": groups,
-        }
-        return Response(s.PoolSavingsDetailSerializer(data).data)
+        return Response(s.PoolSavingsDetailSerializer(pool_savings(self.get_object())).data)
 
 
 # --- storage operations --------------------------------------------------------------------------------

@@ -181,7 +181,24 @@ def compared(group: ChildGroup, parent: StorageVolume | None) -> Savings:
     )
 
 
-def pool_savings(pool: StoragePool) -> tuple[Savings, list[ParentGroup]]:
+@dataclass
+class PoolSavings:
+    """One pool's space-optimized children against full copies of their parents; ``groups`` (one per
+    parent image) only from :func:`pool_savings`, not in the overview of every pool."""
+
+    pool: StoragePool
+    savings: Savings
+    parents: int
+    unknown_parent_children: int
+    groups: list[ParentGroup] = field(default_factory=list)
+
+    @property
+    def compared(self) -> list[ParentGroup]:
+        """The groups whose parent the inventory knows: those in the totals."""
+        return [g for g in self.groups if g.parent is not None]
+
+
+def pool_savings(pool: StoragePool) -> PoolSavings:
     """Per parent image, the space-optimized children in ``pool`` against full copies of the parent.
 
     The total leaves out children whose parent image the inventory does not know; they are listed
@@ -210,4 +227,10 @@ def pool_savings(pool: StoragePool) -> tuple[Savings, list[ParentGroup]]:
                 savings=savings,
             )
         )
-    return total, result
+    return PoolSavings(
+        pool=pool,
+        savings=total,
+        parents=len(result),
+        unknown_parent_children=sum(g.savings.children for g in result if g.parent is None),
+        groups=result,
+    )

@@ -54,8 +54,8 @@ def storage_savings(request: HttpRequest) -> HttpResponse:
 
 def pool_savings_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pool = get_object_or_404(StoragePool.objects.select_related("provider", "host"), pk=pk)
-    total, groups = pool_savings(pool)
-    compared = [g for g in groups if g.parent is not None]
+    summary = pool_savings(pool)
+    compared = summary.compared
     chart = charts.hbar(
         _pairs(
             [
@@ -73,8 +73,8 @@ def pool_savings_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     context = {
         "pool": pool,
-        "total": total,
-        "groups": groups,
+        "total": summary.savings,
+        "groups": summary.groups,
         "chart": chart,
         "charted": min(len(compared), GROUPS_CHARTED),
         "compared": len(compared),

@@ -336,7 +336,8 @@ def test_pool_savings_list_and_detail(viewer_api, operator_api, golden, django_c
     pool = _pool(golden.provider, "images")
     listed = viewer_api.get(reverse("api:poolsavings-list")).json()
     assert [row["pool"] for row in listed["results"]] == [pool.pk]
-    total, groups = pool_savings(pool)
+    summary = pool_savings(pool)
+    total, groups = summary.savings, summary.groups
     row = listed["results"][0]
     assert row["savings"] == total.as_dict()
     assert (row["savings"]["children"], row["savings"]["full_equivalent_bytes"]) == (3, 3 * 2 * GiB)

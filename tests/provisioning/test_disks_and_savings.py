@@ -185,7 +185,8 @@ def test_savings_of_an_image_and_its_pool(golden, kvm, django_capture_on_commit_
         ("db-1.qcow2", "full", "db-1"),
         *[(f"web-0{i}.qcow2", "space_optimized", f"web-0{i}") for i in (1, 2, 3, 4)],
     ]
-    total, groups = pool_savings(golden.pool)
+    summary = pool_savings(golden.pool)
+    total, groups = summary.savings, summary.groups
     assert [(g.parent_path, g.golden_image, g.savings.children) for g in groups] == [(GOLDEN_PATH, golden, 4)]
     assert (total.children_bytes, total.full_equivalent_bytes) == (26 * MiB, 8 * GiB)
 
@@ -243,7 +244,9 @@ def test_pool_savings_and_the_overview_share_one_rule(kvm, golden):
     child(other, "c.qcow2", GOLDEN_PATH, 11 * MiB)
     child(gone, "d.qcow2", GOLDEN_PATH, 13 * MiB)
 
-    total, groups = pool_savings(images)
+    summary = pool_savings(images)
+    total, groups = summary.savings, summary.groups
+    assert (summary.parents, summary.unknown_parent_children) == (2, 1)
     seen = [(g.parent_path, g.parent, g.golden_image, g.savings.children, g.savings.children_bytes) for g in groups]
     assert seen == [
         ("/nowhere/base.qcow2", None, None, 1, 7 * MiB),
@@ -259,6 +262,6 @@ def test_pool_savings_and_the_overview_share_one_rule(kvm, golden):
     assert set(by_name) == {"images", "other"}  # the removed pool's children are not counted
     assert (by_name["images"].parents, by_name["images"].unknown_parent_children) == (2, 1)
     assert by_name["images"].savings.as_dict() == total.as_dict()
-    assert by_name["other"].savings.as_dict() == pool_savings(other)[0].as_dict()
+    assert by_name["other"].savings.as_dict() == pool_savings(other).savings.as_dict()
     assert overall.children == 3 and overall.children_bytes == 19 * MiB
     assert overall.full_equivalent_bytes == 3 * parent.allocation_bytes

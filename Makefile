@@ -25,7 +25,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy inventory/drivers inventory/services provisioning/services
+	$(VENV)/bin/mypy inventory/drivers inventory/services provisioning/services vom/jobs vom/web
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

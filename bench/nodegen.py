@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from inventory.testnode import (  # noqa: E402
+from vom.simulators.libvirt_node import (  # noqa: E402
     TEST_POOL_CAPACITY,
     DiskSpec,
     DomainSpec,

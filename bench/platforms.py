@@ -172,8 +172,8 @@ def _discover_twice(providers: list[Any]) -> dict[str, Any]:
 
 
 def bench_rhev() -> dict[str, Any]:
-    from inventory.rhevsim import benchmark_inventory, start_simulator
     from inventory.services.providers import create_provider
+    from vom.simulators.rhev import benchmark_inventory, start_simulator
 
     url, stop = start_simulator(benchmark_inventory(RHEV_VMS))
     try:

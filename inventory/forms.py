@@ -16,20 +16,9 @@ from django.core.exceptions import ValidationError
 from inventory.models import Operation, Provider, VirtualMachine
 from inventory.services.operations import VM_ACTIONS
 from inventory.services.providers import KIND_FIELDS, MAX_INTERVAL, MIN_INTERVAL
+from vom.web.forms import ServiceErrorsMixin
 
 MAX_BULK_VMS = 1000
-
-
-class ServiceErrorsMixin:
-    """Map a service's ValidationError onto the form's fields (unknown fields become form errors)."""
-
-    def add_service_errors(self, exc: ValidationError) -> None:
-        form: forms.Form = self  # type: ignore[assignment]
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        else:
-            form.add_error(None, exc.messages)
 
 
 # Each kind's own settings: which form/API fields belong to it (the others are ignored for it).

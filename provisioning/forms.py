@@ -13,12 +13,12 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from inventory.forms import ServiceErrorsMixin
 from inventory.models import Host, Network, StoragePool, StorageVolume, VirtualMachine
-from inventory.units import human_bytes
 from provisioning import selectors
 from provisioning.models import GoldenImage, Mode
 from provisioning.services.common import GiB, MiB
+from vom.web.forms import ServiceErrorsMixin
+from vom.web.units import human_bytes
 
 # Bounds that only keep numbers inside what the database and Python's ints handle; the services
 # give the real limits (and say them).

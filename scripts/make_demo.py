@@ -27,7 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from inventory.testnode import (  # noqa: E402
+from vom.simulators.libvirt_node import (  # noqa: E402
     BackingStoreSpec,
     DiskSpec,
     DomainSpec,

@@ -30,7 +30,7 @@ fi
 # The demo's RHEV manager: the oVirt REST API v4 simulator (2 datacenters, 3 clusters, 6 hosts, 40 VMs).
 if [ -z "${VOM_DEMO_RHEV_URL:-}" ] && [ "${VOM_DEMO_RHEV:-1}" != 0 ]; then
   rhev_port=${VOM_RHEV_PORT:-8443}
-  $PY -m inventory.rhevsim --host 127.0.0.1 --port "$rhev_port" >"$VOM_VAR_DIR/log/rhevsim.log" 2>&1 &
+  $PY -m vom.simulators.rhev --host 127.0.0.1 --port "$rhev_port" >"$VOM_VAR_DIR/log/rhevsim.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$rhev_port") 2>/dev/null; then

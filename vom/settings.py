@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "vom",
+    "vom.jobs",
     "inventory",
     "availability",
     "provisioning",
@@ -74,7 +76,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "inventory.middleware.VomLoginRequiredMiddleware",
+    "vom.web.middleware.VomLoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -90,7 +92,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "inventory.roles.role_context",
+                "vom.web.roles.role_context",
             ],
         },
     },
@@ -143,7 +145,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["inventory.roles.RolePermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["vom.web.roles.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -151,7 +153,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "inventory.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "vom.web.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "vom API",
@@ -172,6 +174,18 @@ SPECTACULAR_SETTINGS = {
         "OperationStatusEnum": "inventory.models.Operation.Status",
     },
 }
+
+# Jobs (vom.jobs): a worker beats for the jobs it holds every VOM_JOB_HEARTBEAT_SECONDS; a running job
+# with no heartbeat for VOM_JOB_STALE_AFTER seconds has lost its worker and is resumed (at most
+# VOM_JOB_MAX_RESUMES times, for kinds that can) or ended as abandoned by the sweep (every
+# VOM_JOB_SWEEP_SECONDS). A queued job not taken within VOM_JOB_RESEND_AFTER seconds is sent again,
+# with a back-off, at most VOM_JOB_MAX_SENDS times (a broker restarted without saving loses messages).
+VOM_JOB_HEARTBEAT_SECONDS = float(os.environ.get("VOM_JOB_HEARTBEAT_SECONDS", "15"))
+VOM_JOB_STALE_AFTER = int(os.environ.get("VOM_JOB_STALE_AFTER", "90"))
+VOM_JOB_SWEEP_SECONDS = float(os.environ.get("VOM_JOB_SWEEP_SECONDS", "30"))
+VOM_JOB_RESEND_AFTER = int(os.environ.get("VOM_JOB_RESEND_AFTER", "600"))
+VOM_JOB_MAX_RESUMES = int(os.environ.get("VOM_JOB_MAX_RESUMES", "3"))
+VOM_JOB_MAX_SENDS = int(os.environ.get("VOM_JOB_MAX_SENDS", "5"))
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
@@ -194,6 +208,11 @@ CELERY_TASK_ROUTES = {
     "provisioning.tasks.*": {"queue": "provisioning"},
 }
 CELERY_BEAT_SCHEDULE = {
+    "sweep-jobs": {
+        "task": "vom.jobs.sweep",
+        "schedule": timedelta(seconds=VOM_JOB_SWEEP_SECONDS),
+        "options": {"queue": "orchestration"},
+    },
     "dispatch-due-discoveries": {
         "task": "inventory.tasks.dispatch_due_discoveries",
         "schedule": timedelta(seconds=int(os.environ.get("VOM_DISCOVERY_TICK", "15"))),
@@ -211,9 +230,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "inter
 VOM_SHUTDOWN_TIMEOUT = int(os.environ.get("VOM_SHUTDOWN_TIMEOUT", "120"))
 # How long a live migration may take (the KVMGuest agent's MigrateTimeout).
 VOM_MIGRATE_TIMEOUT = int(os.environ.get("VOM_MIGRATE_TIMEOUT", "300"))
-# A discovery still "running" after this long is taken to have died with its worker.
 VOM_DISCOVERY_STALE_AFTER = int(os.environ.get("VOM_DISCOVERY_STALE_AFTER", "3600"))
-# An operation still pending/running after this long is taken to have died with its worker.
 VOM_OPERATION_STALE_AFTER = int(os.environ.get("VOM_OPERATION_STALE_AFTER", "3600"))
 # libvirt test:/// node files (simulated hosts) may only be read from these directories: a console
 # admin must not be able to point the console at arbitrary files of this machine.

@@ -47,12 +47,6 @@ def _name_of(source: str) -> serializers.CharField:
     return serializers.CharField(source=source, read_only=True, allow_null=True)
 
 
-class DetailSerializer(serializers.Serializer[Any]):
-    """An error or refusal: one human-readable reason."""
-
-    detail = serializers.CharField()
-
-
 # --- providers and discovery -------------------------------------------------------------------
 
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.template import engines
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -38,14 +36,10 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.serializers import BaseSerializer
-from rest_framework.views import APIView
 
 from inventory import selectors
 from inventory.api import serializers as s
@@ -61,78 +55,25 @@ from inventory.filters import (
     VolumeFilterSet,
 )
 from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
-from inventory.pagination import DeferredJoinPaginator
-from inventory.roles import ADMIN, OPERATOR
 from inventory.services.discovery import request_discovery
 from inventory.services.operations import request_bulk_vm_operation, request_environment_check, request_vm_operation
 from inventory.services.providers import KIND_FIELDS, create_provider, delete_provider, update_provider
+from vom.web.api import REFUSED, ListFiltersMixin, ReadOnlyViewSet, accepted
+from vom.web.roles import ADMIN, OPERATOR
 
-REFUSED = OpenApiResponse(s.DetailSerializer, description="Refused in the VM's current state, with the reason.")
 QUEUED_OPERATION = OpenApiResponse(
     s.OperationSerializer, description="Queued. `Location` is the operation's URL: poll it for progress."
 )
 
 
-class VomPagination(PageNumberPagination):
-    """``?page=N`` and ``?page_size=`` (default 50, at most 500)."""
-
-    django_paginator_class = DeferredJoinPaginator
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
-
-
-class StableOrderingFilter(OrderingFilter):
-    """``?ordering=`` over the view's whitelist, then by id, so pages never overlap or skip rows.
-
-    The default is the view's ``ordering``: annotated selectors lose the model's Meta.ordering (Django
-    ignores it in GROUP BY queries), so every list names its order here.
-    """
-
-    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: APIView) -> list[str]:
-        ordering = list(super().get_ordering(request, queryset, view) or [])
-        if not {"pk", "-pk", "id", "-id"} & set(ordering):
-            ordering.append("pk")
-        return ordering
-
-
-LIST_FILTERS = [DjangoFilterBackend, StableOrderingFilter]
-
-
-class ListFiltersMixin(viewsets.GenericViewSet):  # type: ignore[type-arg]
-    """Lists are filtered with the GUI's FilterSet, ordered by a whitelist and paginated; one object is not.
-
-    One object by id is found whether or not it matches the list's filters: a VM marked removed keeps its
-    detail (history), and an operation on it is refused with the reason rather than answered with a 404.
-    """
-
-    pagination_class = VomPagination
-    filter_backends = LIST_FILTERS
-
-    def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.detail:
-            return queryset
-        return super().filter_queryset(queryset)
-
-
-class InventoryViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class InventoryViewSet(ReadOnlyViewSet):
     """Read-only inventory."""
-
-
-def accepted(request: Request, data: Any, obj: Model, view_name: str) -> Response:
-    """202 with ``data`` and the queued object's URL as ``Location``."""
-    location = reverse(view_name, args=[obj.pk], request=request)
-    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 def operation_accepted(request: Request, op: Operation) -> Response:
     """202 with the queued operation as the operation endpoint shows it."""
     op = selectors.operation_list().get(pk=op.pk)
     return accepted(request, s.OperationSerializer(op).data, op, "api:operation-detail")
-
-
-def _refused(exc: DjangoValidationError) -> Response:
-    return Response({"detail": "; ".join(exc.messages)}, status=status.HTTP_409_CONFLICT)
 
 
 # --- sign-in ---------------------------------------------------------------------------------
@@ -239,7 +180,7 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
         request=None,
         responses={
             202: QUEUED_OPERATION,
-            409: OpenApiResponse(s.DetailSerializer, description="A check of this provider is already in progress."),
+            409: REFUSED,
         },
         summary="Check the environment",
         description="Queue an `environment_check` operation: the URL and credentials work and, for RHEV, the "
@@ -248,10 +189,7 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
     )
     @action(detail=True, methods=["post"])
     def check(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            op = request_environment_check(provider=self.get_object(), user=request.user)
-        except DjangoValidationError as exc:
-            return _refused(exc)
+        op = request_environment_check(provider=self.get_object(), user=request.user)
         return operation_accepted(request, op)
 
     @extend_schema(responses={200: s.DiscoveryRunSerializer(many=True)}, filters=False)
@@ -339,11 +277,7 @@ class VMViewSet(InventoryViewSet):
         return s.VMDetailSerializer if self.action == "retrieve" else s.VMListSerializer
 
     def _request(self, kind: str, params: dict[str, Any] | None = None) -> Response:
-        vm = self.get_object()
-        try:
-            op = request_vm_operation(vm=vm, kind=kind, user=self.request.user, params=params)
-        except DjangoValidationError as exc:
-            return _refused(exc)
+        op = request_vm_operation(vm=self.get_object(), kind=kind, user=self.request.user, params=params)
         return operation_accepted(self.request, op)
 
     @_power_action_schema(Operation.Kind.VM_START)

@@ -1031,7 +1031,7 @@ def transport_for_uri(uri: str) -> PowerShellTransport | None:
     """The transport for a provider's host: None (WinRM to the server) for a real host name.
 
     ``captured:///abs/path.json`` is a captured host (the demo's Hyper-V servers): the process's
-    :class:`~inventory.drivers.hyperv_replay.ReplayTransport` for that discovery output.
+    :class:`~vom.simulators.hyperv_replay.ReplayTransport` for that discovery output.
     """
     if not uri.startswith(CAPTURED_PREFIX):
         return None
@@ -1040,6 +1040,6 @@ def transport_for_uri(uri: str) -> PowerShellTransport | None:
         raise DriverError(f"invalid captured host {uri!r}: expected captured:///absolute/path/to/output.json")
     if not os.path.isfile(path):
         raise DriverError(f"cannot connect to {uri}: captured output {path} does not exist")
-    from inventory.drivers.hyperv_replay import replay_transport
+    from vom.simulators.hyperv_replay import replay_transport
 
     return replay_transport(path)

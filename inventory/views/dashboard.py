@@ -10,9 +10,23 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from inventory import charts, selectors
+from inventory import selectors
 from inventory.models import Host, Network, Provider, StoragePool, VirtualDisk, VirtualMachine
-from inventory.views.common import render_fragment, requested_fragment, unknown_fragment
+from vom.web import charts
+from vom.web.views import render_fragment, requested_fragment, unknown_fragment
+
+# Colours of the normalized VM states (the same as the badges in vom.css).
+STATE_COLORS = {
+    "running": "#16a34a",
+    "paused": "#d97706",
+    "suspended": "#f59e0b",
+    "stopped": "#6b7280",
+    "crashed": "#dc2626",
+    "unknown": "#9333ea",
+    "starting": "#3b82f6",
+    "stopping": "#60a5fa",
+    "migrating": "#0ea5e9",
+}
 
 TOP_PROVIDERS = 10
 RECENT_DISCOVERIES = 10
@@ -28,7 +42,7 @@ def summary_context() -> dict[str, Any]:
     present_vms = VirtualMachine.objects.filter(removed_at__isnull=True)
     by_state = dict(present_vms.values_list("state").annotate(n=Count("pk")).order_by())
     state_data = [
-        charts.Datum(label, by_state[value], charts.STATE_COLORS.get(value, ""), _vm_link(state=value))
+        charts.Datum(label, by_state[value], STATE_COLORS.get(value, ""), _vm_link(state=value))
         for value, label in VirtualMachine.State.choices
         if by_state.get(value)
     ]

@@ -8,7 +8,8 @@ from django.shortcuts import get_object_or_404, render
 from inventory import selectors
 from inventory.filters import HostFilterSet
 from inventory.views import platform
-from inventory.views.common import paginate, provider_options, sort_queryset
+from inventory.views.common import provider_options
+from vom.web.views import paginate, sort_queryset
 
 HOST_SORTS = {
     "hostname": ("hostname",),

@@ -9,7 +9,8 @@ from inventory import selectors
 from inventory.filters import OperationFilterSet
 from inventory.models import Operation
 from inventory.services.operations import can_force_power_off
-from inventory.views.common import paginate, provider_options, render_fragment, requested_fragment, unknown_fragment
+from inventory.views.common import provider_options
+from vom.web.views import paginate, render_fragment, requested_fragment, unknown_fragment
 
 
 def operation_list(request: HttpRequest) -> HttpResponse:

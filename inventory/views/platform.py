@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.models import Provider
-from inventory.templatetags.vom_tags import bytes_h, duration_s
+from vom.templatetags.vom_tags import bytes_h, duration_s
 
 Fact = tuple[str, str]
 # Keys that only repeat what a column or another fact already says, or link ids the page has no use for.
@@ -257,18 +257,3 @@ def nic_facts(nic: Any, kind: str) -> PlatformFacts:
             facts.append(("MAC", "dynamic" if d["dynamic_mac"] else "static"))
     rest = [(key, _text(value)) for key, value in sorted(d.items()) if key not in used]
     return PlatformFacts(facts=facts, rest=rest)
-
-
-def pool_summary(pool: Any) -> str:
-    """One line for the pool list: RHEV storage type and master flag, Hyper-V label and file system."""
-    d: Mapping[str, Any] = pool.details or {}
-    parts: list[str] = []
-    if d.get("storage_type"):
-        parts.append(str(d["storage_type"]))
-    if d.get("master"):
-        parts.append("master")
-    if d.get("file_system"):
-        parts.append(str(d["file_system"]))
-    if d.get("label"):
-        parts.append(f"“{d['label']}”")
-    return " · ".join(parts)

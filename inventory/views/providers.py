@@ -15,11 +15,11 @@ from inventory import selectors
 from inventory.filters import ProviderFilterSet
 from inventory.forms import ProviderEditForm, ProviderForm
 from inventory.models import DiscoveryRun, Operation, Provider, StoragePool, StorageVolume, VirtualMachine
-from inventory.roles import ADMIN, OPERATOR, role_required
 from inventory.services import discovery as discovery_service
 from inventory.services import operations as operation_service
 from inventory.services import providers as provider_service
-from inventory.views.common import render_fragment, requested_fragment, unknown_fragment
+from vom.web.roles import ADMIN, OPERATOR, role_required
+from vom.web.views import render_fragment, requested_fragment, unknown_fragment
 
 DISCOVERY_HISTORY = 25
 FAILED_CHECKS_SHOWN = 20

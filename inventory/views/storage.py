@@ -9,7 +9,8 @@ from django.shortcuts import get_object_or_404, render
 from inventory import selectors
 from inventory.filters import NetworkFilterSet, PoolFilterSet, VolumeFilterSet
 from inventory.models import VirtualDisk
-from inventory.views.common import host_options, paginate, pool_options, provider_options, sort_queryset
+from inventory.views.common import host_options, pool_options, provider_options
+from vom.web.views import paginate, sort_queryset
 
 POOL_SORTS = {
     "name": ("name",),

@@ -18,14 +18,13 @@ from inventory import selectors
 from inventory.filters import REMOVED_CHOICES, VMFilterSet
 from inventory.forms import BulkVMActionForm, SnapshotCreateForm, VMActionForm
 from inventory.models import Host, Operation, Provider, VirtualMachine
-from inventory.roles import OPERATOR, role_required
 from inventory.services import operations as operation_service
 from inventory.views import platform
-from inventory.views.common import (
+from inventory.views.common import host_options, provider_options
+from vom.web.roles import OPERATOR, role_required
+from vom.web.views import (
     PAGE_SIZES,
-    host_options,
     paginate,
-    provider_options,
     redirect_back,
     render_fragment,
     requested_fragment,

@@ -22,22 +22,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from inventory import selectors as inventory_selectors
 from inventory.api import serializers as inventory_serializers
-from inventory.api.views import QUEUED_OPERATION, REFUSED, ListFiltersMixin, VomPagination, accepted, operation_accepted
+from inventory.api.views import QUEUED_OPERATION, operation_accepted
 from inventory.filters import OperationFilterSet
 from inventory.models import Operation, StoragePool
-from inventory.roles import ADMIN, OPERATOR
 from provisioning import selectors
 from provisioning.api import serializers as s
 from provisioning.api.filters import GoldenImageFilterSet, ProvisioningRequestFilterSet
@@ -47,26 +44,8 @@ from provisioning.services.disks import request_disk_add, request_disk_resize, r
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import cancel_provisioning, request_provisioning, request_vm_from_volume
 from provisioning.services.savings import image_savings, pool_savings
-
-FIELD_ERRORS = OpenApiResponse(description='Field errors: `{"field": ["why"]}`.')
-
-
-class Refused(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Refused in the current state."
-    default_code = "refused"
-
-
-def call_service(service: Any, *, renamed: dict[str, str] | None = None, **kwargs: Any) -> Any:
-    """Call a service; its field errors become a 400 (fields renamed as the body names them), a bare message a 409."""
-    try:
-        return service(**kwargs)
-    except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            names = renamed or {}
-            raise ValidationError({names.get(field, field): msgs for field, msgs in exc.message_dict.items()}) from None
-        raise Refused("; ".join(exc.messages)) from None
-
+from vom.web.api import FIELD_ERRORS, REFUSED, ListFiltersMixin, VomPagination, accepted, call_service
+from vom.web.roles import ADMIN, OPERATOR
 
 # --- golden images ------------------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ from inventory.services.operations import (
     expire_abandoned_operations,
     finish_operation,
 )
-from inventory.units import human_bytes
 from provisioning.models import Mode
 from provisioning.services.common import (
     NAME_RE,
@@ -51,6 +50,7 @@ from provisioning.services.common import (
     volume_file_name,
 )
 from provisioning.services.requests import space_needed
+from vom.web.units import human_bytes
 
 logger = logging.getLogger(__name__)
 Kind = Operation.Kind

@@ -51,7 +51,6 @@ from inventory.services.operations import (
     finish_operation,
     stale_limits,
 )
-from inventory.units import human_bytes
 from provisioning.models import ENDED, GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import (
     NAME_RE,
@@ -63,6 +62,7 @@ from provisioning.services.common import (
     require_libvirt,
     volume_file_name,
 )
+from vom.web.units import human_bytes
 
 logger = logging.getLogger(__name__)
 V = ProvisionedVM.Status

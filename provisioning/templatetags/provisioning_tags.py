@@ -8,8 +8,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from inventory.templatetags.vom_tags import status_badge
 from provisioning.models import ended_by_cancel
+from vom.templatetags.vom_tags import status_badge
 
 register = template.Library()
 

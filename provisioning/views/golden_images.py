@@ -10,16 +10,16 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from inventory import charts
-from inventory.roles import ADMIN, OPERATOR, role_required
-from inventory.units import human_bytes
-from inventory.views.common import id_param, paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
 from provisioning.forms import GoldenImageForm, ProvisionForm
 from provisioning.models import Mode
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import pattern_names, request_provisioning, source_of, space_needed
 from provisioning.services.savings import ImageSavings, Savings, image_savings
+from vom.web import charts
+from vom.web.roles import ADMIN, OPERATOR, role_required
+from vom.web.units import human_bytes
+from vom.web.views import id_param, paginate, render_fragment, requested_fragment, unknown_fragment
 
 REQUESTS_SHOWN = 20
 # Colours of the savings charts: what the children take, what full copies would take, copies made.

@@ -10,11 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from inventory.roles import OPERATOR, role_required
-from inventory.views.common import paginate, render_fragment, requested_fragment, unknown_fragment
 from provisioning import selectors
 from provisioning.models import ProvisionedVM, ProvisioningRequest, ended_by_cancel
 from provisioning.services.requests import cancel_provisioning
+from vom.web.roles import OPERATOR, role_required
+from vom.web.views import paginate, render_fragment, requested_fragment, unknown_fragment
 
 V = ProvisionedVM.Status
 # The request page's live regions: the progress card, and the per-VM table with the log.

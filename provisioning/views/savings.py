@@ -6,12 +6,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from inventory import charts
 from inventory.models import StoragePool
-from inventory.units import human_bytes
 from provisioning import selectors
 from provisioning.services.savings import pool_savings
 from provisioning.views.golden_images import CHILDREN_COLOR, FULL_EQUIVALENT_COLOR
+from vom.web import charts
+from vom.web.units import human_bytes
 
 POOLS_CHARTED = 10
 GROUPS_CHARTED = 10

@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from inventory import selectors as inventory_selectors
 from inventory.models import Provider, StorageVolume, VirtualDisk, VirtualMachine
-from inventory.roles import OPERATOR, role_required
 from provisioning.forms import DiskAddForm, DiskResizeForm, VMFromVolumeForm, VolumeCloneForm
 from provisioning.services.common import GiB
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone, vm_problem
 from provisioning.services.requests import request_vm_from_volume
+from vom.web.roles import OPERATOR, role_required
 
 
 def _vm_unavailable(vm: VirtualMachine) -> str:

@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from inventory.models import DiscoveryRun, Operation, Provider, VirtualMachine
-from inventory.testnode import (
+from tests.factories import make_user
+from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
     NetworkSpec,
@@ -30,7 +31,6 @@ from inventory.testnode import (
     stable_uuid,
     write_node,
 )
-from tests.factories import make_user
 
 pytestmark = pytest.mark.browser
 

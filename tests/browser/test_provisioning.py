@@ -19,11 +19,11 @@ from playwright.sync_api import Page, expect
 from inventory.drivers.libvirt import forget_test_connections
 from inventory.models import Operation, Provider, StoragePool, StorageVolume, VirtualMachine
 from inventory.services.discovery import discover_now
-from inventory.testnode import write_node
 from provisioning.models import GoldenImage, ProvisionedVM, ProvisioningRequest
 from tests.browser.test_e2e import _assert_same_page, _login, _mark_page, _queue_held
 from tests.factories import make_provider, make_user
 from tests.provisioning.conftest import GOLDEN_PATH, node_spec
+from vom.simulators.libvirt_node import write_node
 
 pytestmark = pytest.mark.browser
 

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from inventory.charts import Datum, donut, hbar
-from inventory.templatetags.vom_tags import bytes_h, duration_ms
+from vom.templatetags.vom_tags import bytes_h, duration_ms
+from vom.web.charts import Datum, donut, hbar
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 EVIL = "<script>alert('x')</script> & \"q\""
@@ -87,7 +87,7 @@ def test_durations():
 
 
 def test_intervals():
-    from inventory.templatetags.vom_tags import interval_h
+    from vom.templatetags.vom_tags import interval_h
 
     assert [interval_h(v) for v in (45, 90, 300, 3600, 5400, 86400, 7 * 86400)] == [
         "45 s",

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from inventory.models import DiscoveryRun, Provider, VirtualMachine
-from inventory.testnode import DomainSpec, NodeSpec, RunState, stable_uuid, write_node
+from vom.simulators.libvirt_node import DomainSpec, NodeSpec, RunState, stable_uuid, write_node
 
 pytestmark = pytest.mark.django_db
 REPO = Path(__file__).resolve().parents[2]

@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import pytest
 from django.core.management import call_command
 
-from inventory.drivers.hyperv_replay import forget_replay_hosts
 from inventory.models import DiscoveryRun, Provider, VirtualMachine
-from inventory.rhevsim import demo_inventory, start_simulator
+from vom.simulators.hyperv_replay import forget_replay_hosts
+from vom.simulators.rhev import demo_inventory, start_simulator
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def rhev_url(monkeypatch) -> Iterator[str]:
-    url, stop = start_simulator(demo_inventory())  # what python -m inventory.rhevsim serves
+    url, stop = start_simulator(demo_inventory())  # what python -m vom.simulators.rhev serves
     monkeypatch.setenv("VOM_DEMO_RHEV_URL", url)  # as scripts/run.sh passes it
     yield url
     stop()

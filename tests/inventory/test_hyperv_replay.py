@@ -13,7 +13,7 @@ import pytest
 from inventory.drivers import driver_for
 from inventory.drivers.base import Credentials, DriverError
 from inventory.drivers.hyperv import HyperVDriver, parse_discovery, transport_for_uri
-from inventory.drivers.hyperv_replay import ReplayTransport, forget_replay_hosts
+from vom.simulators.hyperv_replay import ReplayTransport, forget_replay_hosts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hyperv"
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "hyperv"

@@ -46,7 +46,7 @@ from inventory.drivers.libvirt_storage import (
     resize_volume,
     volume_by_path,
 )
-from inventory.testnode import (
+from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
     GiB,

@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 
 from inventory import states
 from inventory.models import DiscoveryRun, Host, Operation, Provider, VirtualDisk, VirtualMachine
-from inventory.rhevsim import VM_STATUSES, demo_inventory, start_simulator
 from inventory.services import discovery, operations
 from inventory.services.providers import create_provider, provider_options, update_provider
+from vom.simulators.rhev import VM_STATUSES, demo_inventory, start_simulator
 
 pytestmark = pytest.mark.django_db
 
@@ -285,7 +285,7 @@ def test_export_covers_the_manager_facts_and_platform_details(rhev):
 
 def test_hyperv_discovery_operations_and_a_broken_output(tmp_path):
     from bench.platforms import hyperv_document
-    from inventory.drivers.hyperv_replay import forget_replay_hosts
+    from vom.simulators.hyperv_replay import forget_replay_hosts
 
     path = tmp_path / "hv07.json"
     path.write_text(json.dumps(hyperv_document(7, 12)))
@@ -334,7 +334,7 @@ def test_a_rhev_discovery_sums_up_the_check_on_the_provider(rhev):
 
 def test_a_check_that_cannot_reach_its_host_fails_and_does_not_block_the_next(tmp_path):
     from bench.platforms import hyperv_document
-    from inventory.drivers.hyperv_replay import forget_replay_hosts
+    from vom.simulators.hyperv_replay import forget_replay_hosts
 
     path = tmp_path / "hv08.json"
     path.write_text(json.dumps(hyperv_document(8, 3)))

@@ -9,7 +9,7 @@ import pytest
 
 from inventory.drivers.base import Credentials, DriverError
 from inventory.drivers.rhev import RhevDriver, RhevSnapshot
-from inventory.rhevsim import VM_STATUSES, demo_inventory, start
+from vom.simulators.rhev import VM_STATUSES, demo_inventory, start
 
 CREDS = Credentials("admin@internal", "secret")
 

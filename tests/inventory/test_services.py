@@ -12,7 +12,8 @@ from django.utils import timezone
 from inventory.models import DiscoveryRun, Operation, Provider, VirtualDisk, VirtualMachine, VMSnapshot
 from inventory.services import discovery, operations
 from inventory.services.providers import create_provider, provider_credentials, update_provider
-from inventory.testnode import (
+from tests.factories import make_user
+from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
     NetworkSpec,
@@ -25,7 +26,6 @@ from inventory.testnode import (
     stable_uuid,
     write_node,
 )
-from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 WEIRD = "a<b&\"c'"
@@ -297,7 +297,7 @@ def test_non_persistent_disk_flag_reaches_the_database():
     """On test:///default (shared in-process) a redefined running domain has live-only disks."""
     import libvirt
 
-    from inventory.testnode import build_domain_element
+    from vom.simulators.libvirt_node import build_domain_element
 
     conn = libvirt.open("test:///default")
     uuid = stable_uuid("np-vm")

@@ -14,7 +14,10 @@ import pytest
 from inventory.drivers.libvirt import forget_test_connections
 from inventory.models import Provider, StorageVolume
 from inventory.services.discovery import discover_now
-from inventory.testnode import (
+from provisioning.models import GoldenImage
+from provisioning.services.golden_images import register_golden_image
+from tests.factories import make_provider
+from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
     GiB,
@@ -29,9 +32,6 @@ from inventory.testnode import (
     stable_uuid,
     write_node,
 )
-from provisioning.models import GoldenImage
-from provisioning.services.golden_images import register_golden_image
-from tests.factories import make_provider
 
 IMAGES = "/var/lib/vom-images"
 GOLDEN_PATH = f"{IMAGES}/golden.qcow2"

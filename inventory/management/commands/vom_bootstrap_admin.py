@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
-from inventory.roles import ROLES
+from vom.web.roles import ROLES
 
 
 class Command(BaseCommand):

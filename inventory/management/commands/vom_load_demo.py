@@ -1,6 +1,6 @@
 """Load the demo estate, discovered at once: the KVM hosts of demo/kvm/ (libvirt test:/// node files),
 the Hyper-V servers of demo/hyperv/ (captured discovery outputs) and, when its URL is given, the
-simulated RHEV manager (``python -m inventory.rhevsim``, started by scripts/run.sh)."""
+simulated RHEV manager (``python -m vom.simulators.rhev``, started by scripts/run.sh)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from inventory.services.discovery import DiscoveryBusy, discover_now
 from inventory.services.providers import create_provider
 
 RHEV_USER = "admin@internal"
-RHEV_PASSWORD = "secret"  # the simulator's password (inventory.rhevsim)
+RHEV_PASSWORD = "secret"  # the simulator's password (vom.simulators.rhev)
 
 
 class Command(BaseCommand):
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             username=RHEV_USER,
             password=rhev_password,
             insecure=rhev_url.startswith("http://"),
-            description="Demo RHEV manager (simulated oVirt REST API v4, python -m inventory.rhevsim)",
+            description="Demo RHEV manager (simulated oVirt REST API v4, python -m vom.simulators.rhev)",
             update_uri=True,
         )
 

@@ -7,11 +7,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from inventory.units import human_bytes
 from provisioning import selectors
 from provisioning.management.commands._cli import golden_image_named, provider_named, refuse, vm_named, volume_at
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.savings import Savings
+from vom.web.units import human_bytes
 
 # Service field → the option that gave it.
 OPTIONS = {"template_vm": "vm"}

@@ -10,11 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from inventory.models import Operation
-from inventory.units import human_bytes
 from provisioning.management.commands._cli import golden_image_named, host_named, pool_named, refuse
 from provisioning.models import ENDED, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import MiB
 from provisioning.services.requests import execute_provisioning, request_provisioning
+from vom.web.units import human_bytes
 
 V = ProvisionedVM.Status
 FINISHED = (Operation.Status.SUCCEEDED, Operation.Status.FAILED)

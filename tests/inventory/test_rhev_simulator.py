@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from inventory.rhevsim import VM_STATUSES, demo_inventory, start
+from vom.simulators.rhev import VM_STATUSES, demo_inventory, start
 
 API = "/ovirt-engine/api"
 

@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from inventory.rhevsim import xmlrender as X
-from inventory.rhevsim.model import Inventory, Vm
+from vom.simulators.rhev import xmlrender as X
+from vom.simulators.rhev.model import Inventory, Vm
 
 SSO_TOKEN_PATH = "/ovirt-engine/sso/oauth/token"
 SSO_LOGOUT_PATH = "/ovirt-engine/services/sso-logout"

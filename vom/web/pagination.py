@@ -8,7 +8,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 
-class DeferredJoinPaginator(Paginator):
+class DeferredJoinPaginator(Paginator):  # type: ignore[type-arg]
     """Finds a page's row ids first, then reads those rows with their joins.
 
     ``LIMIT 50 OFFSET 19950`` over a joined, sorted query makes the database build and throw away
@@ -27,4 +27,4 @@ class DeferredJoinPaginator(Paginator):
             return super().page(number)
         ids = list(queryset.values_list("pk", flat=True)[bottom:top])
         rows = {obj.pk: obj for obj in queryset.filter(pk__in=ids)}
-        return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
+        return Page([rows[pk] for pk in ids if pk in rows], number, self)

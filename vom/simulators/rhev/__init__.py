@@ -7,17 +7,17 @@ point the real ``ovirtsdk4`` client at it::
     ...
     stop()
 
-Run ``python -m inventory.rhevsim --port 8443`` to serve the demo inventory by hand.
+Run ``python -m vom.simulators.rhev --port 8443`` to serve the demo inventory by hand.
 """
 
-from inventory.rhevsim.model import (
+from vom.simulators.rhev.model import (
     HOST_STATUSES,
     VM_STATUSES,
     Inventory,
     benchmark_inventory,
     demo_inventory,
 )
-from inventory.rhevsim.server import Simulator, SimulatorOptions, start, start_simulator
+from vom.simulators.rhev.server import Simulator, SimulatorOptions, start, start_simulator
 
 __all__ = [
     "HOST_STATUSES",

@@ -1,11 +1,11 @@
-"""Serve the demo inventory: ``python -m inventory.rhevsim [--port N] [--vms N]``."""
+"""Serve the demo inventory: ``python -m vom.simulators.rhev [--port N] [--vms N]``."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from inventory.rhevsim import demo_inventory, start
+from vom.simulators.rhev import demo_inventory, start
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Server-side SVG charts for the dashboard: a donut and horizontal bars.
+"""Server-side SVG charts for every page: a donut and horizontal bars.
 
 Pure functions from data to SVG markup. The markup is built as an ElementTree, so every label and
 link is escaped by the serializer; nothing user-supplied is ever concatenated into markup.
@@ -15,19 +15,6 @@ from django.utils.safestring import SafeString, mark_safe
 
 SVG_NS = "http://www.w3.org/2000/svg"
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4b5563", "#db2777", "#65a30d")
-
-# Colours of the normalized VM states (the same as the badges in vom.css).
-STATE_COLORS = {
-    "running": "#16a34a",
-    "paused": "#d97706",
-    "suspended": "#f59e0b",
-    "stopped": "#6b7280",
-    "crashed": "#dc2626",
-    "unknown": "#9333ea",
-    "starting": "#3b82f6",
-    "stopping": "#60a5fa",
-    "migrating": "#0ea5e9",
-}
 
 
 @dataclass(frozen=True)

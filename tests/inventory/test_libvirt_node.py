@@ -1,4 +1,4 @@
-"""Node files built by ``inventory.testnode``, loaded by libvirt's real test driver.
+"""Node files built by ``vom.simulators.libvirt_node``, loaded by libvirt's real test driver.
 
 Independent of Django: ``.venv/bin/python -m pytest tests/inventory/test_testnode.py -p no:django``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from inventory.testnode import (
+from vom.simulators.libvirt_node import (
     TEST_POOL_CAPACITY,
     BackingStoreSpec,
     DiskSpec,

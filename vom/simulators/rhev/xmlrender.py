@@ -10,7 +10,7 @@ import datetime as dt
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from inventory.rhevsim.model import (
+from vom.simulators.rhev.model import (
     BLANK_TEMPLATE_ID,
     Cluster,
     DataCenter,

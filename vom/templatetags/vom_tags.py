@@ -1,4 +1,4 @@
-"""Template helpers of the console: human-readable sizes, state badges, progress bars, sort links.
+"""Template helpers of every app: human-readable sizes, status badges, progress bars, sort links.
 
 Everything that produces markup goes through ``format_html`` so names coming from hypervisors
 (which may contain ``<&>"'``) are escaped.
@@ -13,22 +13,10 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from inventory.units import human_bytes
+from vom.web.units import human_bytes
 
 register = template.Library()
 
-# Normalized VM state → badge colour class (styled in static/vom/vom.css).
-VM_STATE_CLASS = {
-    "running": "green",
-    "paused": "amber",
-    "suspended": "amber",
-    "stopped": "grey",
-    "crashed": "red",
-    "unknown": "purple",
-    "starting": "blue",
-    "stopping": "blue",
-    "migrating": "blue",
-}
 # Operation, discovery and provider statuses → badge colour class.
 STATUS_CLASS = {
     "pending": "grey",
@@ -36,6 +24,8 @@ STATUS_CLASS = {
     "running": "blue",
     "succeeded": "green",
     "failed": "red",
+    "cancelled": "amber",
+    "abandoned": "red",
     "new": "grey",
     "ok": "green",
     "stale": "amber",
@@ -104,34 +94,6 @@ def interval_h(value: Any) -> str:
     if hours < 24 or hours % 24 or minutes:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{hours // 24} d"
-
-
-# Reasons a platform reports when it has none to give (libvirt's VIR_DOMAIN_*_UNKNOWN is "unknown").
-UNTELLING_REASONS = {"", "unknown", "none"}
-
-
-@register.filter
-def telling_reason(reason: Any) -> str:
-    """A VM's state reason when it says something; "" for an empty or "unknown" reason."""
-    text = str(reason or "").strip()
-    return "" if text.lower() in UNTELLING_REASONS else text
-
-
-@register.simple_tag
-def state_badge(vm: Any) -> SafeString:
-    """The VM's normalized state as a coloured badge, with the platform's own word as tooltip."""
-    state = str(vm.state)
-    tooltip = vm.raw_state or state
-    reason = telling_reason(vm.state_reason)
-    if reason:
-        tooltip = f"{tooltip} ({reason})"
-    return format_html(
-        '<span class="badge badge-{}" title="{}" data-state="{}">{}</span>',
-        VM_STATE_CLASS.get(state, "purple"),
-        tooltip,
-        state,
-        vm.get_state_display(),
-    )
 
 
 @register.simple_tag
@@ -204,11 +166,3 @@ def nav_active(context: dict[str, Any], section: str) -> str:
     match = getattr(request, "resolver_match", None)
     name = getattr(match, "url_name", "") or ""
     return "active" if name.startswith(_NAV_SECTIONS.get(section, (section,))) else ""
-
-
-@register.filter
-def pool_summary(pool: Any) -> str:
-    """A pool's platform facts in one line (RHEV storage type and master, Hyper-V file system and label)."""
-    from inventory.views.platform import pool_summary as summary
-
-    return summary(pool)

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    """The job core: one lifecycle for every long-running unit of work of every app."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "vom.jobs"
+    label = "jobs"
+    verbose_name = "Jobs"

@@ -1,0 +1,19 @@
+"""Celery tasks of the job core: thin callers, holding no logic of their own."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from vom.jobs import lifecycle, runner
+
+
+@shared_task(name="vom.jobs.run_job")
+def run_job(job_id: int, step: int) -> None:
+    """Run one step of one job (the queue is chosen by the sender, from the job's kind)."""
+    runner.run_step(job_id, step)
+
+
+@shared_task(name="vom.jobs.sweep")
+def sweep() -> int:
+    """End or resume jobs whose worker died, resend lost steps (celery beat, every half minute)."""
+    return lifecycle.expire_stale()

@@ -143,8 +143,9 @@ def _discover_twice(providers: list[Any]) -> dict[str, Any]:
     from django.db import connection
 
     from bench.run import WriteCounter
-    from inventory.models import DiscoveryRun, VirtualMachine
+    from inventory.models import VirtualMachine
     from inventory.services.discovery import discover_now
+    from vom.jobs.models import Job
 
     out: dict[str, Any] = {}
     for label in ("first", "unchanged"):
@@ -154,10 +155,12 @@ def _discover_twice(providers: list[Any]) -> dict[str, Any]:
         started = time.perf_counter()
         with connection.execute_wrapper(counter):
             for provider in providers:
-                run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
-                if run.status != DiscoveryRun.Status.SUCCEEDED:
+                run = discover_now(provider=provider, trigger=Job.Trigger.CLI)  # a job, run in this process
+                if run.status != Job.Status.SUCCEEDED:
                     errors.append(f"{provider.name}: {run.error}")
-                added, changed, removed = added + run.added, changed + run.changed, removed + run.removed
+                added += run.result.get("added", 0)
+                changed += run.result.get("changed", 0)
+                removed += run.result.get("removed", 0)
         out[label] = {
             "seconds": round(time.perf_counter() - started, 2),
             "added": added,

@@ -7,8 +7,8 @@ On qemu:///system (libvirtd and virtlogd are started here, as root, if they are 
 2. through the console's own services: a provider for qemu:///system, its discovery, the image
    registered as a golden image, then ``request_provisioning`` of 100 space-optimized VMs (not
    started) in one request and of 10 full copies in another. Each request is recorded without being queued
-   (``enqueue=False``) and executed in this process with ``execute_provisioning``, the task's only
-   call: the time is the console's own, with no broker or worker in it;
+   (``enqueue=False``) and its job run in this process with ``vom.jobs.runner.run_now``, as a worker
+   runs its steps: the time is the console's own, with no broker or worker in it;
 3. plain ``cp`` of the golden image on the same file system, as the yardstick for the full copies:
    as many copies in a row as the request makes, before and after each of three requests of full
    copies (each request is compared with the mean of the series on either side of it, which cancels
@@ -301,9 +301,10 @@ def provision(*, image: Any, pool: Any, user: Any, count: int, pattern: str, mod
     """Request ``count`` VMs and execute the request here; timings from the rows, the run's records and clocks."""
     from django.db import connection
 
-    from inventory.models import DiscoveryRun, Operation
-    from provisioning.models import ProvisionedVM
-    from provisioning.services.requests import execute_provisioning, request_provisioning
+    from inventory.services.discovery import discoveries
+    from provisioning.services.requests import request_provisioning
+    from vom.jobs.models import Job
+    from vom.jobs.runner import run_now
 
     t0 = time.perf_counter()
     request = request_provisioning(
@@ -314,20 +315,21 @@ def provision(*, image: Any, pool: Any, user: Any, count: int, pattern: str, mod
     queries = QueryTimer()
     with LibvirtCalls() as libvirt_calls, connection.execute_wrapper(queries):
         t0 = time.perf_counter()
-        op = execute_provisioning(request.operation_id)
+        op = run_now(request.job_id)  # every step of the request's job, as a worker would run them
         execute_seconds = time.perf_counter() - t0
-    if op.status != Operation.Status.SUCCEEDED:
-        failed = list(request.vms.exclude(status=ProvisionedVM.Status.DONE).values_list("name", "error")[:3])
-        raise RuntimeError(f"provisioning request #{request.pk} failed: {op.error} {failed}")
+    if op.status != Job.Status.SUCCEEDED:
+        failed = [
+            (r.name, r.error) for r in request.vms.select_related("job").exclude(job__status=Job.Status.SUCCEEDED)
+        ]
+        raise RuntimeError(f"provisioning request #{request.pk} failed: {op.error} {failed[:3]}")
 
-    rows = list(request.vms.order_by("index"))
-    # The request ends with one discovery of the host (trigger "operation"): its run row marks where
-    # the console's own work ends and the inventory refresh begins.
+    rows = list(request.vms.select_related("job").order_by("index"))  # started/finished: each VM's own job
+    # The request ends with one discovery of the host (a job the request's job starts, trigger "job"):
+    # its row marks where the console's own work ends and the inventory refresh begins.
     refresh = (
-        DiscoveryRun.objects.filter(
-            provider_id=request.provider_id, trigger=DiscoveryRun.Trigger.OPERATION, created__gte=op.started
-        )
-        .order_by("created")
+        discoveries(request.provider)
+        .filter(trigger=Job.Trigger.JOB, created__gte=op.started)
+        .order_by("created", "pk")
         .first()
     )
     if refresh is None or refresh.finished is None:
@@ -345,7 +347,7 @@ def provision(*, image: Any, pool: Any, user: Any, count: int, pattern: str, mod
         "vm_loop_seconds": (last_finished - first_started).total_seconds(),
         "after_last_vm_seconds": (refresh.created - last_finished).total_seconds(),  # allocation read back
         "refresh_seconds": (refresh.finished - refresh.created).total_seconds(),
-        "refresh_vms": (refresh.counts or {}).get("vm", {}),
+        "refresh_vms": (refresh.result.get("counts") or {}).get("vm", {}),
         "per_vm": [r.duration_seconds or 0.0 for r in rows],
         "libvirt_calls": _tally(libvirt_calls.records),
         "libvirt_in_request": _tally(libvirt_calls.records, windows),
@@ -454,6 +456,20 @@ def _host_versions(conn: Any) -> dict[str, str]:
     return {"libvirt": dotted(conn.getLibVersion()), "qemu": dotted(conn.getVersion()), "filesystem": fs}
 
 
+def _delete_jobs_of(provider: Any) -> None:
+    """The benchmark's jobs on ``provider``: its requests (their VMs' jobs and rows go with them), its
+    discoveries and the jobs on its VMs. A job's target is generic: deleting the provider keeps them."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from inventory.models import Provider, VirtualMachine
+    from vom.jobs.models import Job
+
+    Job.objects.filter(provisioning_request__provider=provider).delete()
+    Job.objects.filter(target_type=ContentType.objects.get_for_model(Provider), target_id=provider.pk).delete()
+    vms = list(VirtualMachine.objects.filter(provider=provider).values_list("pk", flat=True))
+    Job.objects.filter(target_type=ContentType.objects.get_for_model(VirtualMachine), target_id__in=vms).delete()
+
+
 def bench_provisioning(
     *, children: int = CHILDREN, full_copies: int = FULL_COPIES, rounds_of_full: int = FULL_ROUNDS
 ) -> dict[str, Any]:
@@ -464,12 +480,13 @@ def bench_provisioning(
     import libvirt
     from django.contrib.auth.models import User
 
-    from inventory.models import DiscoveryRun, Operation, StoragePool, StorageVolume
+    from inventory.models import StoragePool, StorageVolume
     from inventory.services.discovery import discover_now
     from inventory.services.providers import create_provider
     from provisioning.models import GoldenImage, Mode
     from provisioning.services.golden_images import register_golden_image
     from provisioning.services.savings import image_savings
+    from vom.jobs.models import Job
 
     tag = uuid.uuid4().hex[:6]
     directory = IMAGES / f"vom-bench-prov-{tag}"
@@ -494,8 +511,8 @@ def bench_provisioning(
         user = User.objects.create_user(f"bench-provisioner-{tag}", password=uuid.uuid4().hex)
         provider = create_provider(name=f"bench-qemu-system-{tag}", uri=URI)
         for attempt in range(3):  # a pool another user of this libvirtd removes meanwhile fails a discovery
-            run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
-            if run.status == DiscoveryRun.Status.SUCCEEDED:
+            run = discover_now(provider=provider, trigger=Job.Trigger.CLI)
+            if run.status == Job.Status.SUCCEEDED:
                 break
             print(f"  discovery of {URI} failed (attempt {attempt + 1}): {run.error}")
             time.sleep(2)
@@ -588,7 +605,7 @@ def bench_provisioning(
         problems = _remove_scratch(conn, scratch)
         conn.close()
         if provider is not None:
-            Operation.objects.filter(provider=provider).delete()  # their logs, requests and VM rows go with them
+            _delete_jobs_of(provider)
             GoldenImage.objects.filter(provider=provider).delete()
             provider.delete()
         if user is not None:
@@ -783,8 +800,8 @@ def section_lines(r: dict[str, Any]) -> list[str]:
         f"`/var/lib/libvirt/images/`, a qcow2 golden image of 1 GiB holding 1 GiB of written data (`qemu-io`; "
         f"{golden_gib:.2f} GiB allocated) and a shut-off template VM. Everything goes through the console's own "
         "services: a provider for `qemu:///system`, a discovery, `register_golden_image`, then "
-        "`request_provisioning` (with `enqueue=False`, as the command line's `--now` does) and "
-        "`execute_provisioning`, the task's only call, in the benchmark's process: there is no broker and no "
+        "`request_provisioning` (with `enqueue=False`, as the command line's `--now` does) and its job run by "
+        "`run_now` (every step, as a worker runs them) in the benchmark's process: there is no broker and no "
         "worker in the figures. The VMs are defined, not started. Code: `bench/provisioning.py`; run it alone with "
         "`python -m bench.run --only provisioning` (as root: it starts libvirtd if needed and drops the page "
         "cache)."
@@ -821,10 +838,10 @@ def section_lines(r: dict[str, Any]) -> list[str]:
         "",
     ]
     lines += _paragraph(
-        "How it is measured. Time per VM: each `ProvisionedVM` row's `started` and `finished`, which the "
-        "service writes around the VM's steps (boot volume, definition). A request's time without the "
-        "inventory refresh: from the operation's `started` (the task claimed it) to the `created` time of the "
-        'discovery run the request starts at its end (trigger "operation"); it includes reading the new '
+        "How it is measured. Time per VM: the `started` and `finished` of each VM's job (a child of the "
+        "request's job), which the service writes around the VM's steps (boot volume, definition). A request's "
+        "time without the inventory refresh: from its job's `started` (a worker claimed it) to the `created` time "
+        'of the discovery job the request starts at its end (trigger "job"); it includes reading the new '
         f"volumes' allocation back ({so['after_last_vm_seconds']:.2f} s here), not the refresh. Validating and "
         f"recording the request (`request_provisioning`) took {so['request_seconds'] * 1000:.0f} ms more. "
         "Space: the allocated blocks of the child files against the golden image's allocated blocks; the "

@@ -56,9 +56,10 @@ def _fresh_database() -> None:
 
 
 class WriteCounter:
-    """Counts INSERT/UPDATE/DELETE statements on inventory tables (not the discovery run records)."""
+    """Counts INSERT/UPDATE/DELETE statements on inventory tables (not the discovery's own job rows, its
+    log, or the provider's "last discovered")."""
 
-    RUN_TABLES = ("inventory_discoveryrun", "inventory_provider")
+    RUN_TABLES = ('"jobs_job"', '"jobs_joblogentry"', '"inventory_provider"')
 
     def __init__(self) -> None:
         self.writes = 0
@@ -75,20 +76,21 @@ def _discover_chunk(provider_ids: list[int]) -> dict[str, Any]:
     from django.db import connection
 
     from inventory.drivers.libvirt import forget_test_connections
-    from inventory.models import DiscoveryRun, Provider
+    from inventory.models import Provider
     from inventory.services.discovery import discover_now
+    from vom.jobs.models import Job
 
     counter = WriteCounter()
     out: dict[str, Any] = {"added": 0, "changed": 0, "removed": 0, "failures": []}
     with connection.execute_wrapper(counter):
         for provider in Provider.objects.filter(pk__in=provider_ids).order_by("pk"):
-            run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
+            run = discover_now(provider=provider, trigger=Job.Trigger.CLI)  # a job, run in this process
             forget_test_connections(provider.uri)  # a real console holds no connection to 1,000 hosts
-            if run.status != DiscoveryRun.Status.SUCCEEDED:
+            if run.status != Job.Status.SUCCEEDED:
                 out["failures"].append(f"{provider.name}: {run.error}")
-            out["added"] += run.added
-            out["changed"] += run.changed
-            out["removed"] += run.removed
+            out["added"] += run.result.get("added", 0)
+            out["changed"] += run.result.get("changed", 0)
+            out["removed"] += run.result.get("removed", 0)
     out["writes"] = counter.writes
     connection.close()
     return out

@@ -8,16 +8,15 @@ import django_filters as df
 from django.db.models import Q, QuerySet
 
 from inventory.models import (
-    DiscoveryRun,
     Host,
     Network,
-    Operation,
     Provider,
     StoragePool,
     StorageVolume,
     VirtualDisk,
     VirtualMachine,
 )
+from vom.jobs.models import Job
 
 REMOVED_CHOICES = (("no", "Present"), ("yes", "Removed"), ("all", "All"))
 
@@ -131,21 +130,13 @@ class NetworkFilterSet(_RemovedMixin):
         fields = ["q", "provider", "host", "forward_mode", "active", "removed"]
 
 
-class DiscoveryRunFilterSet(df.FilterSet):
-    provider = df.ModelChoiceFilter(queryset=Provider.objects.all())
-    status = df.MultipleChoiceFilter(choices=DiscoveryRun.Status.choices)
+class DiscoveryFilterSet(df.FilterSet):
+    """Discoveries (jobs of kind ``discovery``): by provider, status and what started them."""
+
+    provider = df.NumberFilter(field_name="target_id", min_value=1, max_value=2**63 - 1)
+    status = df.MultipleChoiceFilter(choices=Job.Status.choices)
+    trigger = df.ChoiceFilter(choices=Job.Trigger.choices)
 
     class Meta:
-        model = DiscoveryRun
+        model = Job
         fields = ["provider", "status", "trigger"]
-
-
-class OperationFilterSet(df.FilterSet):
-    status = df.MultipleChoiceFilter(choices=Operation.Status.choices)
-    kind = df.MultipleChoiceFilter(choices=Operation.Kind.choices)
-    vm = df.ModelChoiceFilter(queryset=VirtualMachine.objects.all())
-    provider = df.ModelChoiceFilter(queryset=Provider.objects.all())
-
-    class Meta:
-        model = Operation
-        fields = ["status", "kind", "vm", "provider"]

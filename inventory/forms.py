@@ -13,8 +13,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from inventory.models import Operation, Provider, VirtualMachine
-from inventory.services.operations import VM_ACTIONS
+from inventory.models import Provider, VirtualMachine
+from inventory.services.operations import LABELS, SPECS, VM_ACTIONS, Kind
 from inventory.services.providers import KIND_FIELDS, MAX_INTERVAL, MIN_INTERVAL
 from vom.web.forms import ServiceErrorsMixin
 
@@ -257,18 +257,18 @@ class SnapshotCreateForm(forms.Form):
 class VMActionForm(forms.Form):
     """One operation on one VM: its kind and, for snapshots, the snapshot's name and description."""
 
-    kind = forms.ChoiceField(choices=Operation.Kind.choices)
+    kind = forms.ChoiceField(choices=[(kind, LABELS[kind]) for kind in SPECS])
     snapshot = forms.CharField(max_length=255, required=False)
     description = forms.CharField(max_length=1000, required=False)
     host = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     def params(self) -> dict[str, Any]:
         kind = self.cleaned_data["kind"]
-        if kind == Operation.Kind.VM_MIGRATE:
+        if kind == Kind.VM_MIGRATE:
             return {"host": self.cleaned_data["host"]} if self.cleaned_data.get("host") else {}
-        if kind == Operation.Kind.SNAPSHOT_CREATE:
+        if kind == Kind.SNAPSHOT_CREATE:
             return {"snapshot": self.cleaned_data["snapshot"], "description": self.cleaned_data["description"]}
-        if kind in (Operation.Kind.SNAPSHOT_REVERT, Operation.Kind.SNAPSHOT_DELETE):
+        if kind in (Kind.SNAPSHOT_REVERT, Kind.SNAPSHOT_DELETE):
             return {"snapshot": self.cleaned_data["snapshot"]}
         return {}
 
@@ -287,7 +287,7 @@ class _BoundedMultipleChoiceField(forms.ModelMultipleChoiceField):  # type: igno
 class BulkVMActionForm(forms.Form):
     """A power action on the VMs ticked in the list."""
 
-    kind = forms.ChoiceField(choices=[(kind, Operation.Kind(kind).label) for kind in VM_ACTIONS])
+    kind = forms.ChoiceField(choices=[(kind, LABELS[kind]) for kind in VM_ACTIONS])
     vm = _BoundedMultipleChoiceField(
         queryset=VirtualMachine.objects.select_related("provider", "host")
         .prefetch_related("disks")

@@ -1,14 +1,13 @@
-"""The inventory: providers, what discovery found behind them, and the operations run on it.
+"""The inventory: providers and what discovery found behind them.
 
 Rows are written by ``inventory.services`` only. A discovery compares what a driver saw with these
-rows and writes the difference; nothing here has logic in ``save()`` or in signals.
+rows and writes the difference; nothing here has logic in ``save()`` or in signals. Discoveries and
+operations are jobs (``vom.jobs``) targeting a provider or a VM.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.urls import reverse
 
 
@@ -144,6 +143,9 @@ class VirtualMachine(InventoryObject):
     state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN, db_index=True)
     raw_state = models.CharField(max_length=40, blank=True, help_text="The platform's own state name.")
     state_reason = models.CharField(max_length=100, blank=True)
+    # When the platform was read for the state above: discovery, operations and monitoring all write
+    # the state, compare-and-set on this time, so an older reading never overwrites a newer one.
+    state_read_at = models.DateTimeField(null=True, blank=True)
     vcpus = models.PositiveIntegerField(default=0)
     max_vcpus = models.PositiveIntegerField(default=0)
     memory_bytes = models.BigIntegerField(default=0)
@@ -332,153 +334,3 @@ class Network(InventoryObject):
 
     def __str__(self) -> str:
         return self.name
-
-
-class DiscoveryRun(models.Model):
-    """One discovery of one provider: when, how long, what changed, and why it failed if it did."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
-    class Trigger(models.TextChoices):
-        SCHEDULE = "schedule", "Schedule"
-        MANUAL = "manual", "GUI"
-        API = "api", "API"
-        CLI = "cli", "Command line"
-        OPERATION = "operation", "After an operation"
-
-    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="discoveries")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    added = models.PositiveIntegerField(default=0)
-    changed = models.PositiveIntegerField(default=0)
-    removed = models.PositiveIntegerField(default=0)
-    counts = models.JSONField(default=dict, blank=True, help_text="Per kind: {'vm': {'added': 1, …}}")
-    error = models.TextField(blank=True)
-    retryable = models.BooleanField(default=False)
-
-    class Meta:
-        ordering = ["-created"]
-        constraints = [
-            # Two discoveries of one provider never overlap: the database refuses a second active run.
-            models.UniqueConstraint(
-                fields=["provider"],
-                condition=Q(status__in=["queued", "running"]),
-                name="discovery_one_active_per_provider",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"discovery of {self.provider} ({self.status})"
-
-    def get_absolute_url(self) -> str:
-        return reverse("discovery-detail", args=[self.pk])
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
-
-
-class Operation(models.Model):
-    """A requested change (start, stop, snapshot …): who, what, when, status, progress, log, result.
-
-    The row is written first; a Celery task claims it (``status`` pending → running with a conditional
-    update) and executes it, so a redelivered task finds it claimed and does nothing.
-    """
-
-    class Kind(models.TextChoices):
-        VM_START = "vm_start", "Start"
-        VM_SHUTDOWN = "vm_shutdown", "Shut down"
-        VM_POWER_OFF = "vm_power_off", "Power off"
-        VM_REBOOT = "vm_reboot", "Reboot"
-        VM_SUSPEND = "vm_suspend", "Suspend"
-        VM_RESUME = "vm_resume", "Resume"
-        SNAPSHOT_CREATE = "snapshot_create", "Create snapshot"
-        SNAPSHOT_REVERT = "snapshot_revert", "Revert to snapshot"
-        SNAPSHOT_DELETE = "snapshot_delete", "Delete snapshot"
-        VM_MIGRATE = "vm_migrate", "Migrate"
-        ENVIRONMENT_CHECK = "environment_check", "Check environment"
-        PROVISION_VMS = "provision_vms", "Provision VMs"
-        DISK_ADD = "disk_add", "Add disk"
-        DISK_RESIZE = "disk_resize", "Resize disk"
-        VOLUME_CLONE = "volume_clone", "Clone volume"
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    vm = models.ForeignKey(VirtualMachine, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations")
-    provider = models.ForeignKey(Provider, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations")
-    target_name = models.CharField(max_length=255, blank=True, help_text="Name of the target when requested.")
-    params = models.JSONField(default=dict, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
-    progress = models.PositiveSmallIntegerField(default=0)
-    message = models.CharField(max_length=500, blank=True)
-    result = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created"]
-        constraints = [
-            # One operation at a time per VM: the database refuses a second active one.
-            models.UniqueConstraint(
-                fields=["vm"],
-                condition=Q(status__in=["pending", "running"]),
-                name="operation_one_active_per_vm",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.target_name} ({self.status})"
-
-    def get_absolute_url(self) -> str:
-        return reverse("operation-detail", args=[self.pk])
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.PENDING, self.Status.RUNNING)
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.started and self.finished:
-            return (self.finished - self.started).total_seconds()
-        return None
-
-
-class OperationLogEntry(models.Model):
-    """One line of an operation's log, written as the work goes on so the GUI can show it."""
-
-    class Level(models.TextChoices):
-        INFO = "info", "Info"
-        WARNING = "warning", "Warning"
-        ERROR = "error", "Error"
-
-    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="log")
-    time = models.DateTimeField(auto_now_add=True)
-    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
-    message = models.TextField()
-
-    class Meta:
-        ordering = ["time", "pk"]
-
-    def __str__(self) -> str:
-        return self.message

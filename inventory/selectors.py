@@ -5,11 +5,9 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from inventory.models import (
-    DiscoveryRun,
     Host,
     Network,
     NetworkInterface,
-    Operation,
     Provider,
     StoragePool,
     StorageVolume,
@@ -76,19 +74,3 @@ def nic_list() -> QuerySet[NetworkInterface]:
 
 def snapshot_list() -> QuerySet[VMSnapshot]:
     return VMSnapshot.objects.select_related("vm")
-
-
-def operation_detail() -> QuerySet[Operation]:
-    return operation_list().prefetch_related("log")
-
-
-def discovery_list() -> QuerySet[DiscoveryRun]:
-    return DiscoveryRun.objects.select_related("provider", "requested_by")
-
-
-def operation_list() -> QuerySet[Operation]:
-    return Operation.objects.select_related("vm", "provider", "requested_by")
-
-
-def active_operations() -> QuerySet[Operation]:
-    return operation_list().filter(status__in=[Operation.Status.PENDING, Operation.Status.RUNNING])

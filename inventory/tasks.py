@@ -1,22 +1,15 @@
-"""Celery tasks: thin callers of the services, holding no logic of their own."""
+"""Celery tasks of the inventory: thin callers of the services, holding no logic of their own.
+
+Discoveries and operations run as jobs (``vom.jobs.tasks.run_job``); only the schedule is here.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from inventory.services import discovery, operations
-
-
-@shared_task(name="inventory.tasks.run_discovery")
-def run_discovery(run_id: int) -> None:
-    discovery.execute_discovery(run_id)
+from inventory.services import discovery
 
 
 @shared_task(name="inventory.tasks.dispatch_due_discoveries")
 def dispatch_due_discoveries() -> int:
     return discovery.dispatch_due_discoveries()
-
-
-@shared_task(name="inventory.tasks.run_operation")
-def run_operation(op_id: int) -> None:
-    operations.execute_operation(op_id)

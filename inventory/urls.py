@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from inventory.views import dashboard, hosts, operations, providers, storage, vms
+from inventory.views import dashboard, hosts, providers, storage, vms
 
 urlpatterns = [
     path(
@@ -31,6 +31,4 @@ urlpatterns = [
     path("storage/pools/<int:pk>/", storage.pool_detail, name="pool-detail"),
     path("storage/volumes/", storage.volume_list, name="volume-list"),
     path("networks/", storage.network_list, name="network-list"),
-    path("operations/", operations.operation_list, name="operation-list"),
-    path("operations/<int:pk>/", operations.operation_detail, name="operation-detail"),
 ]

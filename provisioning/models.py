@@ -1,17 +1,21 @@
 """Provisioning: golden images, provisioning requests and their per-VM steps.
 
-A request is executed as an :class:`inventory.models.Operation` (kind ``provision_vms``) on the
-``provisioning`` queue; each VM it makes is one :class:`ProvisionedVM` row whose status is written
-*before* each platform call, so a worker that dies half-way leaves a record of what may exist.
+A request is executed as a job (``vom.jobs``, kind ``provision_vms``) on the ``provisioning`` queue;
+each VM it makes is a child job (kind ``provision_vm``, run inline by the request's worker) with a
+:class:`ProvisionedVM` row of its own whose phase is written *before* each platform call, so a worker
+that dies half-way leaves a record of what may exist.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from inventory.models import Host, Operation, Provider, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import Host, Provider, StoragePool, StorageVolume, VirtualMachine
+from vom.jobs.models import Job
 
 
 class Mode(models.TextChoices):
@@ -64,9 +68,9 @@ class GoldenImage(models.Model):
 
 
 class ProvisioningRequest(models.Model):
-    """N new VMs from one golden image: what was asked. Progress and log live on the operation."""
+    """N new VMs from one golden image: what was asked. Status, progress, log and cancel live on the job."""
 
-    operation = models.OneToOneField(Operation, on_delete=models.CASCADE, related_name="provisioning")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="provisioning_request")
     golden_image = models.ForeignKey(
         GoldenImage, on_delete=models.SET_NULL, null=True, blank=True, related_name="requests"
     )
@@ -90,13 +94,6 @@ class ProvisioningRequest(models.Model):
     network = models.CharField(max_length=255, blank=True, help_text="libvirt network for the first NIC.")
     bridge = models.CharField(max_length=64, blank=True, help_text="Host bridge for the first NIC.")
     start = models.BooleanField(default=False)
-    heartbeat = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the worker.")
-    cancel_requested = models.DateTimeField(
-        null=True, blank=True, help_text="When a user asked to cancel: VMs not begun by then are not made."
-    )
-    cancelled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
 
     class Meta:
         ordering = ["-pk"]
@@ -109,9 +106,18 @@ class ProvisioningRequest(models.Model):
 
 
 class ProvisionedVM(models.Model):
-    """One VM of a request: its step, and what was made on the platform for it."""
+    """One VM of a request: the child job that makes it, its phase, and what was made for it."""
+
+    class Phase(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        CREATING_VOLUME = "creating_volume", "Creating the boot volume"
+        DEFINING = "defining", "Defining the VM"
+        STARTING = "starting", "Starting"
+        FINISHED = "finished", "Finished"
 
     class Status(models.TextChoices):
+        """How a VM's progress reads (its job's status, with the phase while it runs)."""
+
         PENDING = "pending", "Waiting"
         CREATING_VOLUME = "creating_volume", "Creating the boot volume"
         DEFINING = "defining", "Defining the VM"
@@ -121,18 +127,16 @@ class ProvisionedVM(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     request = models.ForeignKey(ProvisioningRequest, on_delete=models.CASCADE, related_name="vms")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="provisioned_vm")
     index = models.PositiveIntegerField()
     name = models.CharField(max_length=255)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.WAITING)
     volume_name = models.CharField(max_length=255)
     volume_path = models.CharField(max_length=1000, blank=True)
     volume_created = models.BooleanField(default=False, help_text="True once this request made the volume.")
     capacity_bytes = models.BigIntegerField(default=0)
     allocation_bytes = models.BigIntegerField(default=0, help_text="Actual allocation read after creation.")
     vm_uuid = models.CharField("VM UUID", max_length=64, blank=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
     warning = models.TextField(blank=True)
 
     class Meta:
@@ -147,21 +151,52 @@ class ProvisionedVM(models.Model):
         return self.name
 
     @property
+    def status(self) -> str:
+        """The VM's progress in one word: its job's outcome, or the phase it is in while it runs."""
+        return status_of(self.job.status, self.phase)
+
+    def get_status_display(self) -> str:
+        return str(self.Status(self.status).label)
+
+    @property
     def is_finished(self) -> bool:
-        return self.status in ENDED
+        return self.job.status in ENDED_JOB
+
+    @property
+    def started(self) -> Any:
+        return self.job.started
+
+    @property
+    def finished(self) -> Any:
+        return self.job.finished
+
+    @property
+    def error(self) -> str:
+        return str(self.job.error)
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started and self.finished:
-            return (self.finished - self.started).total_seconds()
-        return None
+        return self.job.duration_seconds
 
 
-# A VM's outcome: nothing more happens to it.
-ENDED = (ProvisionedVM.Status.DONE, ProvisionedVM.Status.FAILED, ProvisionedVM.Status.CANCELLED)
+ENDED_JOB = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED, Job.Status.ABANDONED)
+_OUTCOMES: dict[str, str] = {
+    Job.Status.PENDING: ProvisionedVM.Status.PENDING,
+    Job.Status.SUCCEEDED: ProvisionedVM.Status.DONE,
+    Job.Status.FAILED: ProvisionedVM.Status.FAILED,
+    Job.Status.ABANDONED: ProvisionedVM.Status.FAILED,
+    Job.Status.CANCELLED: ProvisionedVM.Status.CANCELLED,
+}
 
 
-def ended_by_cancel(op: Operation, *, cancelled: int, failed: int) -> bool:
-    """Whether a request's operation ended because it was cancelled, with no VM failed: shown as
-    cancelled, not as a failure (the operation itself has failed: it did not make every VM)."""
-    return not op.is_active and cancelled > 0 and failed == 0
+def status_of(job_status: str, phase: str) -> str:
+    """A VM's status word from its job's status and its phase."""
+    if job_status == Job.Status.RUNNING:
+        return phase if phase in ProvisionedVM.Status.values else ProvisionedVM.Status.PENDING
+    return _OUTCOMES.get(job_status, ProvisionedVM.Status.PENDING)
+
+
+def ended_by_cancel(job: Job, *, cancelled: int, failed: int) -> bool:
+    """Whether a request's job ended because it was cancelled, with no VM failed: shown as
+    cancelled, not as a failure (the job itself has failed: it did not make every VM)."""
+    return not job.is_active and cancelled > 0 and failed == 0

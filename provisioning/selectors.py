@@ -14,8 +14,9 @@ from django.db.models.functions import Coalesce
 from inventory.models import StoragePool, StorageVolume, VirtualMachine
 from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.savings import PoolSavings, Savings, child_groups, compared, parents_of
+from vom.jobs.models import Job
 
-V = ProvisionedVM.Status
+J = Job.Status
 
 
 def _children_of_image() -> QuerySet[StorageVolume]:
@@ -37,7 +38,7 @@ def golden_image_list() -> QuerySet[GoldenImage]:
         pool__provider_id=OuterRef("provider_id"), pool__removed_at__isnull=True, path=OuterRef("volume_path")
     ).order_by("pk")
     full_copies = ProvisionedVM.objects.filter(
-        request__golden_image=OuterRef("pk"), status=V.DONE, request__mode=Mode.FULL
+        request__golden_image=OuterRef("pk"), job__status=J.SUCCEEDED, request__mode=Mode.FULL
     ).filter(
         Exists(
             StorageVolume.objects.filter(
@@ -51,7 +52,7 @@ def golden_image_list() -> QuerySet[GoldenImage]:
         pool__provider_id=OuterRef("provider_id"),
         pool__removed_at__isnull=True,
         path__in=ProvisionedVM.objects.filter(
-            request__golden_image=OuterRef(OuterRef("pk")), status=V.DONE, request__mode=Mode.FULL
+            request__golden_image=OuterRef(OuterRef("pk")), job__status=J.SUCCEEDED, request__mode=Mode.FULL
         ).values("volume_path"),
     ).order_by()
     return (
@@ -96,9 +97,9 @@ def request_list() -> QuerySet[ProvisioningRequest]:
     return (
         request_detail()
         .annotate(
-            done_count=Count("vms", filter=Q(vms__status=V.DONE)),
-            failed_count=Count("vms", filter=Q(vms__status=V.FAILED)),
-            cancelled_count=Count("vms", filter=Q(vms__status=V.CANCELLED)),
+            done_count=Count("vms", filter=Q(vms__job__status=J.SUCCEEDED)),
+            failed_count=Count("vms", filter=Q(vms__job__status__in=(J.FAILED, J.ABANDONED))),
+            cancelled_count=Count("vms", filter=Q(vms__job__status=J.CANCELLED)),
         )
         .order_by("-pk")
     )
@@ -106,7 +107,7 @@ def request_list() -> QuerySet[ProvisioningRequest]:
 
 def request_detail() -> QuerySet[ProvisioningRequest]:
     return ProvisioningRequest.objects.select_related(
-        "operation", "operation__requested_by", "golden_image", "provider", "pool", "host", "cancelled_by"
+        "job", "job__requested_by", "job__cancelled_by", "golden_image", "provider", "pool", "host"
     ).order_by("-pk")
 
 

@@ -67,3 +67,14 @@ def operator_api(operator_user) -> APIClient:
 @pytest.fixture
 def viewer_api(viewer_user) -> APIClient:
     return _api_client_for(viewer_user)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _simulator_state_of_this_run():
+    """The simulated hosts' state of this test run (vom.test_settings) goes with the run."""
+    import shutil
+
+    from django.conf import settings
+
+    yield
+    shutil.rmtree(settings.VOM_SIMULATOR_STATE_DIR, ignore_errors=True)

@@ -21,6 +21,7 @@ from inventory.drivers.base import (
 )
 from inventory.models import Provider
 from inventory.services import sync
+from vom.simulators.libvirt_node import stable_mac
 
 _seq = itertools.count(1)
 
@@ -115,7 +116,8 @@ def make_snapshot(
                 ],
                 nics=[
                     NicInfo(
-                        mac=f"52:54:00:{i // 256 % 256:02x}:{i % 256:02x}:{hash(host) % 256:02x}",
+                        # From the host and VM names alone: hash() of a str changes with PYTHONHASHSEED.
+                        mac=stable_mac(host, name),
                         type="network",
                         source="default",
                         model="virtio",

@@ -5,10 +5,12 @@ from rest_framework.routers import DefaultRouter
 
 import inventory.api.urls
 import provisioning.api.urls
+from vom.jobs.api import JobViewSet
 
 app_name = "api"
 
 router = DefaultRouter()
+router.register("operations", JobViewSet, basename="job")
 inventory.api.urls.register(router)
 provisioning.api.urls.register(router)
 

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "vom.web.middleware.VomLoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "vom.web.middleware.QueueUnavailableMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -168,10 +169,8 @@ SPECTACULAR_SETTINGS = {
         "ProviderKindEnum": "inventory.models.Provider.Kind",
         "ProviderStatusEnum": "inventory.models.Provider.Status",
         "VMStateEnum": "inventory.models.VirtualMachine.State",
-        "DiscoveryStatusEnum": "inventory.models.DiscoveryRun.Status",
-        "DiscoveryTriggerEnum": "inventory.models.DiscoveryRun.Trigger",
-        "OperationKindEnum": "inventory.models.Operation.Kind",
-        "OperationStatusEnum": "inventory.models.Operation.Status",
+        "JobStatusEnum": "vom.jobs.models.Job.Status",
+        "JobTriggerEnum": "vom.jobs.models.Job.Trigger",
     },
 }
 
@@ -201,11 +200,10 @@ CELERY_TASK_DEFAULT_ROUTING_KEY = "orchestration"
 CELERY_TASK_QUEUES = tuple(
     Queue(name, Exchange(name), routing_key=name) for name in ("discovery", "orchestration", "provisioning")
 )
+# Job steps (vom.jobs.run_job) go to the queue of their kind, named when each is sent.
 CELERY_TASK_ROUTES = {
-    "inventory.tasks.run_discovery": {"queue": "discovery"},
     "inventory.tasks.dispatch_due_discoveries": {"queue": "discovery"},
-    "inventory.tasks.run_operation": {"queue": "orchestration"},
-    "provisioning.tasks.*": {"queue": "provisioning"},
+    "vom.jobs.sweep": {"queue": "orchestration"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {
@@ -221,22 +219,44 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env_bool("VOM_CELERY_EAGER")
 CELERY_TASK_EAGER_PROPAGATES = True
+# A worker whose broker goes away (Redis restarted) reconnects and goes on, however long it takes.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Sending a task from a web request gives up after about a second when the broker is down (the
-# operation is then marked failed with the reason) instead of keeping the user waiting.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+# Sending a task retries once, at once (vom.jobs.broker): a broker that is down fails the request
+# quickly (503, nothing recorded). The socket timeouts bound a broker that accepts connections and
+# never answers; the health check finds a dead connection between tasks.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+    # Longer than any countdown of a job step, or a waiting step would be delivered twice.
+    "visibility_timeout": 3600,
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 
+# Every call to a platform is bounded: connecting (TCP and TLS, or the first answer of a libvirt
+# daemon) and waiting for an answer that has stopped coming (RHEV: no byte for that long; WinRM: one
+# read; libvirt: keepalive, after which the connection is dropped).
+VOM_PLATFORM_CONNECT_TIMEOUT = float(os.environ.get("VOM_PLATFORM_CONNECT_TIMEOUT", "10"))
+VOM_PLATFORM_READ_TIMEOUT = float(os.environ.get("VOM_PLATFORM_READ_TIMEOUT", "120"))
 # How long a graceful shutdown may take before the operation fails with the option to force off.
 VOM_SHUTDOWN_TIMEOUT = int(os.environ.get("VOM_SHUTDOWN_TIMEOUT", "120"))
 # How long a live migration may take (the KVMGuest agent's MigrateTimeout).
 VOM_MIGRATE_TIMEOUT = int(os.environ.get("VOM_MIGRATE_TIMEOUT", "300"))
-VOM_DISCOVERY_STALE_AFTER = int(os.environ.get("VOM_DISCOVERY_STALE_AFTER", "3600"))
-VOM_OPERATION_STALE_AFTER = int(os.environ.get("VOM_OPERATION_STALE_AFTER", "3600"))
 # libvirt test:/// node files (simulated hosts) may only be read from these directories: a console
 # admin must not be able to point the console at arbitrary files of this machine.
 VOM_TEST_NODE_DIRS = env_list(
     "VOM_TEST_NODE_DIRS", ",".join(str(p) for p in (BASE_DIR / "demo", VAR_DIR / "nodes", VAR_DIR / "bench"))
 )
+# Where simulated hosts (test:/// node files, captured Hyper-V servers) keep their state, shared by
+# every process of the machine (vom.simulators.libvirt_node); their source files are never written.
+VOM_SIMULATOR_STATE_DIR = Path(os.environ.get("VOM_SIMULATOR_STATE_DIR", VAR_DIR / "simulators"))
 # Key for secrets at rest (provider passwords). Defaults to one derived from SECRET_KEY.
 VOM_SECRETS_KEY = os.environ.get("VOM_SECRETS_KEY", "")
 

@@ -13,12 +13,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inventory.models import (
-    DiscoveryRun,
     Host,
     Network,
     NetworkInterface,
-    Operation,
-    OperationLogEntry,
     Provider,
     StoragePool,
     StorageVolume,
@@ -27,16 +24,18 @@ from inventory.models import (
     VMSnapshot,
 )
 from inventory.services.export import DISK_OWN_FIELDS
-from inventory.services.operations import allowed_operations
+from inventory.services.operations import SPECS, Kind, allowed_operations
+from vom.jobs.api import JobSerializer
+from vom.jobs.models import Job
 
 # The VM power actions of the API: URL segment (``POST /api/vms/{id}/<action>/``) → operation kind.
 VM_POWER_ACTIONS: dict[str, str] = {
-    "start": Operation.Kind.VM_START,
-    "shutdown": Operation.Kind.VM_SHUTDOWN,
-    "power-off": Operation.Kind.VM_POWER_OFF,
-    "reboot": Operation.Kind.VM_REBOOT,
-    "suspend": Operation.Kind.VM_SUSPEND,
-    "resume": Operation.Kind.VM_RESUME,
+    "start": Kind.VM_START,
+    "shutdown": Kind.VM_SHUTDOWN,
+    "power-off": Kind.VM_POWER_OFF,
+    "reboot": Kind.VM_REBOOT,
+    "suspend": Kind.VM_SUSPEND,
+    "resume": Kind.VM_RESUME,
 }
 BULK_MAX_IDS = 1000
 SNAPSHOT_NAME_MAX = 100  # the operation service refuses longer names
@@ -145,12 +144,20 @@ class ProviderSerializer(serializers.ModelSerializer[Provider]):
         return value
 
 
-class DiscoveryRunSerializer(serializers.ModelSerializer[DiscoveryRun]):
-    provider_name = _name_of("provider.name")
+class DiscoverySerializer(serializers.ModelSerializer[Job]):
+    """A discovery (a job of kind ``discovery``): of which provider, how it went, what it changed."""
+
+    provider = serializers.IntegerField(source="target_id", read_only=True, allow_null=True)
+    provider_name = serializers.CharField(source="target_name", read_only=True)
     requested_by = _name_of("requested_by.username")
+    duration_ms = serializers.SerializerMethodField()
+    added = serializers.SerializerMethodField()
+    changed = serializers.SerializerMethodField()
+    removed = serializers.SerializerMethodField()
+    counts = serializers.SerializerMethodField()
 
     class Meta:
-        model = DiscoveryRun
+        model = Job
         fields = [
             "id",
             "provider",
@@ -170,6 +177,26 @@ class DiscoveryRunSerializer(serializers.ModelSerializer[DiscoveryRun]):
             "retryable",
         ]
         read_only_fields = fields
+
+    def _result(self, job: Job, name: str) -> Any:
+        return (job.result or {}).get(name)
+
+    def get_duration_ms(self, job: Job) -> int | None:
+        value = self._result(job, "duration_ms")
+        return int(value) if value is not None else None
+
+    def get_added(self, job: Job) -> int:
+        return int(self._result(job, "added") or 0)
+
+    def get_changed(self, job: Job) -> int:
+        return int(self._result(job, "changed") or 0)
+
+    def get_removed(self, job: Job) -> int:
+        return int(self._result(job, "removed") or 0)
+
+    def get_counts(self, job: Job) -> dict[str, dict[str, int]]:
+        counts = self._result(job, "counts")
+        return counts if isinstance(counts, dict) else {}
 
 
 # --- inventory ---------------------------------------------------------------------------------
@@ -314,7 +341,7 @@ class VMDetailSerializer(VMListSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=Operation.Kind.choices)))
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=sorted(SPECS))))
     def get_allowed_operations(self, vm: VirtualMachine) -> list[str]:
         return allowed_operations(vm)
 
@@ -455,57 +482,6 @@ class NetworkSerializer(serializers.ModelSerializer[Network]):
         read_only_fields = fields
 
 
-# --- operations --------------------------------------------------------------------------------
-
-
-class OperationSerializer(serializers.ModelSerializer[Operation]):
-    """An operation in a list: what, on which VM, by whom, and how far it got."""
-
-    vm_name = _name_of("vm.name")
-    provider_name = _name_of("provider.name")
-    requested_by = _name_of("requested_by.username")
-    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
-
-    class Meta:
-        model = Operation
-        fields = [
-            "id",
-            "kind",
-            "status",
-            "vm",
-            "vm_name",
-            "target_name",
-            "provider",
-            "provider_name",
-            "params",
-            "requested_by",
-            "created",
-            "started",
-            "finished",
-            "duration_seconds",
-            "progress",
-            "message",
-            "error",
-            "result",
-        ]
-        read_only_fields = fields
-
-
-class OperationLogEntrySerializer(serializers.ModelSerializer[OperationLogEntry]):
-    class Meta:
-        model = OperationLogEntry
-        fields = ["time", "level", "message"]
-        read_only_fields = fields
-
-
-class OperationDetailSerializer(OperationSerializer):
-    log = OperationLogEntrySerializer(many=True, read_only=True)
-
-    class Meta(OperationSerializer.Meta):
-        fields = [*OperationSerializer.Meta.fields, "log"]
-        read_only_fields = fields
-
-
 # --- requests ----------------------------------------------------------------------------------
 
 
@@ -562,5 +538,5 @@ class BulkRefusalSerializer(serializers.Serializer[Any]):
 
 
 class BulkActionResultSerializer(serializers.Serializer[Any]):
-    queued = OperationSerializer(many=True)
+    queued = JobSerializer(many=True)
     refused = BulkRefusalSerializer(many=True)

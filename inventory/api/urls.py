@@ -21,8 +21,7 @@ def register(router: BaseRouter) -> None:
     router.register("pools", views.PoolViewSet, basename="pool")
     router.register("volumes", views.VolumeViewSet, basename="volume")
     router.register("networks", views.NetworkViewSet, basename="network")
-    router.register("discoveries", views.DiscoveryRunViewSet, basename="discoveryrun")
-    router.register("operations", views.OperationViewSet, basename="operation")
+    router.register("discoveries", views.DiscoveryViewSet, basename="discovery")
 
 
 urlpatterns = [

@@ -3,7 +3,8 @@
 Status codes, the same on every endpoint:
 
 - 200 read, 201 provider created, 204 provider deleted;
-- 202 an operation or a discovery was queued (body: the Operation / DiscoveryRun; ``Location``: its URL);
+- 202 an operation or a discovery was queued (body: the job, as ``/api/operations/{id}/`` or
+  ``/api/discoveries/{id}/`` shows it; ``Location``: its URL);
 - 400 bad input, with field errors (``{"field": ["why"]}``) — malformed URI, duplicate name, bad filter;
 - 401/403 not signed in (DRF answers 403 while session authentication is listed first in settings);
   403 signed in without the role (viewer reads, operator runs operations and discovery, admin configures);
@@ -17,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
-from django.db.models import QuerySet
+from django.db.models import IntegerField, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.template import engines
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
@@ -44,36 +47,33 @@ from rest_framework.serializers import BaseSerializer
 from inventory import selectors
 from inventory.api import serializers as s
 from inventory.filters import (
-    DiscoveryRunFilterSet,
+    DiscoveryFilterSet,
     DiskFilterSet,
     HostFilterSet,
     NetworkFilterSet,
-    OperationFilterSet,
     PoolFilterSet,
     ProviderFilterSet,
     VMFilterSet,
     VolumeFilterSet,
 )
-from inventory.models import DiscoveryRun, NetworkInterface, Operation, Provider, VirtualMachine, VMSnapshot
-from inventory.services.discovery import request_discovery
-from inventory.services.operations import request_bulk_vm_operation, request_environment_check, request_vm_operation
-from inventory.services.providers import KIND_FIELDS, create_provider, delete_provider, update_provider
-from vom.web.api import REFUSED, ListFiltersMixin, ReadOnlyViewSet, accepted
-from vom.web.roles import ADMIN, OPERATOR
-
-QUEUED_OPERATION = OpenApiResponse(
-    s.OperationSerializer, description="Queued. `Location` is the operation's URL: poll it for progress."
+from inventory.models import NetworkInterface, Provider, VirtualMachine, VMSnapshot
+from inventory.services.discovery import discoveries, request_discovery
+from inventory.services.operations import (
+    LABELS,
+    Kind,
+    request_bulk_vm_operation,
+    request_environment_check,
+    request_vm_operation,
 )
+from inventory.services.providers import KIND_FIELDS, create_provider, delete_provider, update_provider
+from vom.jobs.api import QUEUED_JOB, JobSerializer, job_accepted
+from vom.jobs.models import Job
+from vom.web.api import QUEUE_DOWN, REFUSED, ListFiltersMixin, ReadOnlyViewSet, accepted
+from vom.web.roles import ADMIN, OPERATOR
 
 
 class InventoryViewSet(ReadOnlyViewSet):
     """Read-only inventory."""
-
-
-def operation_accepted(request: Request, op: Operation) -> Response:
-    """202 with the queued operation as the operation endpoint shows it."""
-    op = selectors.operation_list().get(pk=op.pk)
-    return accepted(request, s.OperationSerializer(op).data, op, "api:operation-detail")
 
 
 # --- sign-in ---------------------------------------------------------------------------------
@@ -166,22 +166,22 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
 
     @extend_schema(
         request=None,
-        responses={202: OpenApiResponse(s.DiscoveryRunSerializer, description="Queued (or the one already active).")},
+        responses={
+            202: OpenApiResponse(s.DiscoverySerializer, description="Queued (or the one already active)."),
+            503: QUEUE_DOWN,
+        },
         description="Queue a discovery of this provider now. If one is already queued or running, that run "
         "is returned instead of starting a second. Operator role.",
     )
     @action(detail=True, methods=["post"])
     def discover(self, request: Request, pk: str | None = None) -> Response:
-        run = request_discovery(provider=self.get_object(), trigger=DiscoveryRun.Trigger.API, user=request.user)
-        run = selectors.discovery_list().get(pk=run.pk)
-        return accepted(request, s.DiscoveryRunSerializer(run).data, run, "api:discoveryrun-detail")
+        run = request_discovery(provider=self.get_object(), trigger=Job.Trigger.API, user=request.user)
+        run = discoveries().select_related("requested_by").get(pk=run.pk)
+        return accepted(request, s.DiscoverySerializer(run).data, run, "api:discovery-detail")
 
     @extend_schema(
         request=None,
-        responses={
-            202: QUEUED_OPERATION,
-            409: REFUSED,
-        },
+        responses={202: QUEUED_JOB, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Check the environment",
         description="Queue an `environment_check` operation: the URL and credentials work and, for RHEV, the "
         "manager's own high availability is disabled for each VM. The result lands in `check_ok`, "
@@ -189,27 +189,31 @@ class ProviderViewSet(ListFiltersMixin, viewsets.ModelViewSet):  # type: ignore[
     )
     @action(detail=True, methods=["post"])
     def check(self, request: Request, pk: str | None = None) -> Response:
-        op = request_environment_check(provider=self.get_object(), user=request.user)
-        return operation_accepted(request, op)
+        op = request_environment_check(provider=self.get_object(), user=request.user, trigger=Job.Trigger.API)
+        return job_accepted(request, op)
 
-    @extend_schema(responses={200: s.DiscoveryRunSerializer(many=True)}, filters=False)
+    @extend_schema(responses={200: s.DiscoverySerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"])
     def discoveries(self, request: Request, pk: str | None = None) -> Response:
         """This provider's discoveries, newest first."""
         provider = self.get_object()
-        runs = selectors.discovery_list().filter(provider=provider).order_by("-created", "-pk")
+        runs = discoveries(provider).select_related("requested_by")
         page = self.paginate_queryset(runs)
-        return self.get_paginated_response(s.DiscoveryRunSerializer(page, many=True).data)
+        return self.get_paginated_response(s.DiscoverySerializer(page, many=True).data)
 
 
-class DiscoveryRunViewSet(InventoryViewSet):
-    serializer_class = s.DiscoveryRunSerializer
-    filterset_class = DiscoveryRunFilterSet
+class DiscoveryViewSet(InventoryViewSet):
+    """Discoveries, newest first: jobs of kind ``discovery`` (also listed under ``/api/operations/``)."""
+
+    serializer_class = s.DiscoverySerializer
+    filterset_class = DiscoveryFilterSet
     ordering_fields = ["created", "started", "finished", "duration_ms", "status"]
     ordering = ["-created"]
 
     def get_queryset(self) -> QuerySet[Any]:
-        return selectors.discovery_list()
+        # The duration is in the job's result: read out of the JSON so it can be ordered by.
+        duration = Cast(KT("result__duration_ms"), IntegerField())
+        return discoveries().select_related("requested_by").annotate(duration_ms=duration)
 
 
 # --- inventory ---------------------------------------------------------------------------------
@@ -229,10 +233,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _power_action_schema(kind: str) -> Callable[[F], F]:
-    label = Operation.Kind(kind).label
+    label = LABELS[kind]
     return extend_schema(
         request=None,
-        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        responses={202: QUEUED_JOB, 409: REFUSED, 503: QUEUE_DOWN},
         summary=f"{label} the VM",
         description=f"Queue a `{kind}` operation. Operator role. 409 with the reason when the VM's state "
         "does not allow it or it already has an operation in progress.",
@@ -277,42 +281,49 @@ class VMViewSet(InventoryViewSet):
         return s.VMDetailSerializer if self.action == "retrieve" else s.VMListSerializer
 
     def _request(self, kind: str, params: dict[str, Any] | None = None) -> Response:
-        op = request_vm_operation(vm=self.get_object(), kind=kind, user=self.request.user, params=params)
-        return operation_accepted(self.request, op)
+        op = request_vm_operation(
+            vm=self.get_object(), kind=kind, user=self.request.user, params=params, trigger=Job.Trigger.API
+        )
+        return job_accepted(self.request, op)
 
-    @_power_action_schema(Operation.Kind.VM_START)
+    @_power_action_schema(Kind.VM_START)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_START)
+        return self._request(Kind.VM_START)
 
-    @_power_action_schema(Operation.Kind.VM_SHUTDOWN)
+    @_power_action_schema(Kind.VM_SHUTDOWN)
     @action(detail=True, methods=["post"])
     def shutdown(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_SHUTDOWN)
+        return self._request(Kind.VM_SHUTDOWN)
 
-    @_power_action_schema(Operation.Kind.VM_POWER_OFF)
+    @_power_action_schema(Kind.VM_POWER_OFF)
     @action(detail=True, methods=["post"], url_path="power-off")
     def power_off(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_POWER_OFF)
+        return self._request(Kind.VM_POWER_OFF)
 
-    @_power_action_schema(Operation.Kind.VM_REBOOT)
+    @_power_action_schema(Kind.VM_REBOOT)
     @action(detail=True, methods=["post"])
     def reboot(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_REBOOT)
+        return self._request(Kind.VM_REBOOT)
 
-    @_power_action_schema(Operation.Kind.VM_SUSPEND)
+    @_power_action_schema(Kind.VM_SUSPEND)
     @action(detail=True, methods=["post"])
     def suspend(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_SUSPEND)
+        return self._request(Kind.VM_SUSPEND)
 
-    @_power_action_schema(Operation.Kind.VM_RESUME)
+    @_power_action_schema(Kind.VM_RESUME)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
-        return self._request(Operation.Kind.VM_RESUME)
+        return self._request(Kind.VM_RESUME)
 
     @extend_schema(
         request=s.MigrateSerializer,
-        responses={202: QUEUED_OPERATION, 400: OpenApiResponse(description="Field errors."), 409: REFUSED},
+        responses={
+            202: QUEUED_JOB,
+            400: OpenApiResponse(description="Field errors."),
+            409: REFUSED,
+            503: QUEUE_DOWN,
+        },
         summary="Live-migrate the VM",
         description="Queue a `vm_migrate` operation (RHEV VMs that are running). `host`: a host id of the same "
         "provider; omit it to let the manager choose. Operator role. 409 with the reason when refused.",
@@ -322,7 +333,7 @@ class VMViewSet(InventoryViewSet):
         body = s.MigrateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         host = body.validated_data.get("host")
-        return self._request(Operation.Kind.VM_MIGRATE, {"host": host} if host else {})
+        return self._request(Kind.VM_MIGRATE, {"host": host} if host else {})
 
     @extend_schema(responses={200: s.VMSnapshotRefSerializer(many=True)}, filters=False)
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -333,7 +344,12 @@ class VMViewSet(InventoryViewSet):
 
     @extend_schema(
         request=s.SnapshotCreateSerializer,
-        responses={202: QUEUED_OPERATION, 400: OpenApiResponse(description="Field errors."), 409: REFUSED},
+        responses={
+            202: QUEUED_JOB,
+            400: OpenApiResponse(description="Field errors."),
+            409: REFUSED,
+            503: QUEUE_DOWN,
+        },
         summary="Create a snapshot",
         description="Queue a `snapshot_create` operation. The name is stored verbatim (any characters but "
         "'/' and control characters, at most 100). Operator role.",
@@ -343,34 +359,38 @@ class VMViewSet(InventoryViewSet):
         body = s.SnapshotCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         params = {"snapshot": body.validated_data["name"], "description": body.validated_data["description"]}
-        return self._request(Operation.Kind.SNAPSHOT_CREATE, params)
+        return self._request(Kind.SNAPSHOT_CREATE, params)
 
     @extend_schema(
         request=None,
         parameters=[SNAPSHOT_NAME_PARAM],
-        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        responses={202: QUEUED_JOB, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Revert to a snapshot",
         description="Queue a `snapshot_revert` operation. Operator role.",
     )
     @action(detail=True, methods=["post"], url_path=r"snapshots/(?P<snapshot_name>[^/]+)/revert")
     def revert_snapshot(self, request: Request, pk: str | None = None, snapshot_name: str = "") -> Response:
-        return self._request(Operation.Kind.SNAPSHOT_REVERT, {"snapshot": snapshot_name})
+        return self._request(Kind.SNAPSHOT_REVERT, {"snapshot": snapshot_name})
 
     @extend_schema(
         request=None,
         parameters=[SNAPSHOT_NAME_PARAM],
-        responses={202: QUEUED_OPERATION, 409: REFUSED},
+        responses={202: QUEUED_JOB, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Delete a snapshot",
         description="Queue a `snapshot_delete` operation (202, not 204: the snapshot is gone when the "
         "operation succeeds). Operator role.",
     )
     @action(detail=True, methods=["delete"], url_path=r"snapshots/(?P<snapshot_name>[^/]+)")
     def delete_snapshot(self, request: Request, pk: str | None = None, snapshot_name: str = "") -> Response:
-        return self._request(Operation.Kind.SNAPSHOT_DELETE, {"snapshot": snapshot_name})
+        return self._request(Kind.SNAPSHOT_DELETE, {"snapshot": snapshot_name})
 
     @extend_schema(
         request=s.BulkActionSerializer,
-        responses={202: s.BulkActionResultSerializer, 400: OpenApiResponse(description="Field errors.")},
+        responses={
+            202: s.BulkActionResultSerializer,
+            400: OpenApiResponse(description="Field errors."),
+            503: QUEUE_DOWN,
+        },
         summary="One power action on many VMs",
         description="Queue `action` for each VM in `ids`. Always 202 for a valid request: `queued` holds the "
         "operations, `refused` each VM whose state did not allow it, with the reason. Unknown ids → 400.",
@@ -385,9 +405,10 @@ class VMViewSet(InventoryViewSet):
             vms=[by_id[pk] for pk in ids if pk in by_id],
             kind=s.VM_POWER_ACTIONS[body.validated_data["action"]],
             user=request.user,
+            trigger=Job.Trigger.API,
         )
         data = {
-            "queued": s.OperationSerializer(queued, many=True).data,
+            "queued": JobSerializer(queued, many=True).data,
             "refused": [{"id": vm.pk, "name": vm.name, "reason": reason} for vm, reason in refused],
         }
         return Response(data, status=status.HTTP_202_ACCEPTED)
@@ -447,22 +468,3 @@ class NetworkViewSet(InventoryViewSet):
 
     def get_queryset(self) -> QuerySet[Any]:
         return selectors.network_list()
-
-
-# --- operations --------------------------------------------------------------------------------
-
-
-class OperationViewSet(InventoryViewSet):
-    """Operations, newest first; the detail carries the log written as the work goes on."""
-
-    filterset_class = OperationFilterSet
-    ordering_fields = ["created", "started", "finished", "status", "kind"]
-    ordering = ["-created"]
-
-    def get_queryset(self) -> QuerySet[Any]:
-        if self.action == "retrieve":
-            return selectors.operation_list().prefetch_related("log")
-        return selectors.operation_list()
-
-    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
-        return s.OperationDetailSerializer if self.action == "retrieve" else s.OperationSerializer

@@ -170,6 +170,9 @@ class NetworkInfo:
 class InventorySnapshot:
     """Everything one discovery saw behind one provider."""
 
+    # When the platform was read (taken just before the first call): a VM state read then never
+    # overwrites one an operation or a monitor read later (compare-and-set on the VM's state).
+    read_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     hosts: list[HostFacts] = field(default_factory=list)
     vms: list[VMInfo] = field(default_factory=list)
     pools: list[PoolInfo] = field(default_factory=list)
@@ -187,14 +190,51 @@ class VMStateReading:
     uuid: str
     state: str
     state_reason: str = ""
+    # When it was read (just before the call): an older reading never overwrites a newer one.
+    read_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass
+class VMCheck:
+    """The environment check of one VM: can the console manage it (RHEV: the manager's own HA is off)."""
+
+    ok: bool
+    reason: str = ""
+    ha_enabled: bool | None = None  # RHEV only: the manager's own high availability for the VM
+    name: str = ""
+
+
+@dataclass
+class EnvironmentCheck:
+    """The environment check of a provider (``havirtverify``): the platform answers with these
+    credentials, and per VM what would stop the console from managing it."""
+
+    ok: bool
+    reason: str = ""
+    retryable: bool = False
+    product: str = ""  # what the platform says it is (RHEV: product and version)
+    vms: dict[str, VMCheck] = field(default_factory=dict)
 
 
 class Driver(Protocol):
-    """What every platform driver offers. Operations take the VM's platform id (libvirt UUID)."""
+    """What every platform driver offers; the services call nothing else on a driver.
+
+    Operations take the VM's platform id (libvirt UUID, RHEV id, Hyper-V VMId). Every failure is a
+    :class:`DriverError`; every call to the platform is bounded by the connect and read timeouts the
+    driver was made with.
+    """
 
     def discover(self) -> InventorySnapshot: ...
 
     def vm_state(self, vm_id: str) -> VMStateReading: ...
+
+    def vm_host(self, vm_id: str) -> str:
+        """The uid of the host the VM runs on now (as in :attr:`HostFacts.uid`); "" when it runs nowhere."""
+        ...
+
+    def verify(self, vm_ids: list[str]) -> EnvironmentCheck:
+        """The environment check; never raises for a platform problem (it is the check's outcome)."""
+        ...
 
     def start(self, vm_id: str) -> None: ...
 
@@ -215,5 +255,12 @@ class Driver(Protocol):
     def snapshot_revert(self, vm_id: str, name: str) -> None: ...
 
     def snapshot_delete(self, vm_id: str, name: str) -> None: ...
+
+    def migrate(self, vm_id: str, host_uid: str | None = None) -> None:
+        """Live-migrate to the host ``host_uid`` (None: the platform chooses); returns once asked.
+
+        A platform whose live migration is not run from this console raises DriverError.
+        """
+        ...
 
     def close(self) -> None: ...

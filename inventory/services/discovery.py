@@ -1,113 +1,104 @@
-"""Discovery: request one (never two at once per provider), execute it, dispatch the scheduled ones."""
+"""Discovery: request one (never two at once per provider), execute it, dispatch the scheduled ones.
+
+A discovery is a job of kind ``discovery`` (``vom.jobs``) targeting its provider, on the discovery
+queue; the lock ``discovery:provider:<id>`` keeps two of one provider from overlapping. What it found
+and changed is its result: ``added``, ``changed``, ``removed``, ``counts`` per kind, ``duration_ms``.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from inventory.drivers.base import DriverError
-from inventory.models import DiscoveryRun, Provider
-from inventory.secrets import SecretError
+from inventory.models import Provider
 from inventory.services.providers import provider_driver
-from inventory.services.sync import SyncResult, apply_snapshot
+from inventory.services.sync import apply_snapshot
+from vom.jobs import lifecycle
+from vom.jobs.context import JobContext
+from vom.jobs.kinds import JobKind
+from vom.jobs.models import ACTIVE, Job
+from vom.jobs.outcomes import Done, Failed, Outcome
+from vom.jobs.runner import run_now
 
 logger = logging.getLogger(__name__)
-ACTIVE = (DiscoveryRun.Status.QUEUED, DiscoveryRun.Status.RUNNING)
+KIND = "discovery"
 
 
-def _expire_abandoned(provider: Provider | None = None) -> None:
-    """Runs left active by a worker that died long ago must not block discovery forever.
+def lock_of(provider: Provider) -> str:
+    return f"discovery:provider:{provider.pk}"
 
-    A running run is measured from when it started, a queued one from when it was queued.
-    """
-    limit = timezone.now() - timedelta(seconds=settings.VOM_DISCOVERY_STALE_AFTER)
-    abandoned = DiscoveryRun.objects.filter(
-        Q(status=DiscoveryRun.Status.RUNNING, started__lt=limit)
-        | Q(status=DiscoveryRun.Status.QUEUED, created__lt=limit)
-    )
+
+def discoveries(provider: Provider | None = None) -> QuerySet[Job]:
+    """Discovery jobs (of ``provider``), newest first."""
+    jobs = Job.objects.filter(kind=KIND)
     if provider is not None:
-        abandoned = abandoned.filter(provider=provider)
-    if not abandoned.exists():  # a read first: no write lock taken in the usual case
-        return
-    abandoned.update(
-        status=DiscoveryRun.Status.FAILED,
-        finished=timezone.now(),
-        error="abandoned: the worker running it stopped before it finished",
-    )
+        jobs = jobs.filter(target_type=ContentType.objects.get_for_model(Provider), target_id=provider.pk)
+    return jobs.order_by("-created", "-pk")
 
 
-def _create_run(*, provider: Provider, trigger: str, user: Any | None) -> tuple[DiscoveryRun, bool]:
-    """The new queued run, or the one already active for this provider (then ``created`` is False)."""
-    _expire_abandoned(provider)
-    try:
-        with transaction.atomic():
-            run = DiscoveryRun.objects.create(provider=provider, trigger=trigger, requested_by=user)
-        return run, True
-    except IntegrityError:
-        active = DiscoveryRun.objects.filter(provider=provider, status__in=ACTIVE).first()
-        if active is None:  # it finished between our insert and this read: try once more
-            return _create_run(provider=provider, trigger=trigger, user=user)
-        return active, False
-
-
-def request_discovery(
-    *, provider: Provider, trigger: str = DiscoveryRun.Trigger.MANUAL, user: Any | None = None
-) -> DiscoveryRun:
-    """Queue a discovery of ``provider`` on the discovery queue; returns the already active one if any."""
-    run, created = _create_run(provider=provider, trigger=trigger, user=user)
-    if created:
-        run_id = run.pk
-        transaction.on_commit(lambda: _enqueue(run_id))
-    return run
-
-
-def _enqueue(run_id: int) -> None:
-    """Send the task; if the broker cannot take it, the run fails at once instead of blocking the provider."""
-    from inventory.tasks import run_discovery
-
-    try:
-        run_discovery.delay(run_id)
-    except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types; all mean "not queued"
-        logger.error("could not queue discovery #%s: %s", run_id, exc)
-        DiscoveryRun.objects.filter(pk=run_id, status=DiscoveryRun.Status.QUEUED).update(
-            status=DiscoveryRun.Status.FAILED,
-            finished=timezone.now(),
-            error=f"could not queue the discovery: the task broker is unreachable ({type(exc).__name__})",
-        )
-
-
-def discover_now(
-    *, provider: Provider, trigger: str = DiscoveryRun.Trigger.CLI, user: Any | None = None
-) -> DiscoveryRun:
-    """Run a discovery in this process, without a worker (management command, tests, benchmark)."""
-    run, created = _create_run(provider=provider, trigger=trigger, user=user)
-    if not created:
-        raise DiscoveryBusy(f"a discovery of {provider.name} is already {run.status} (#{run.pk})")
-    return execute_discovery(run.pk)
+def active_discovery(provider: Provider) -> Job | None:
+    return discoveries(provider).filter(status__in=ACTIVE).first()
 
 
 class DiscoveryBusy(Exception):
     """Another discovery of the same provider is queued or running."""
 
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(f"a discovery of {job.target_name} is already {job.get_status_display().lower()} (#{job.pk})")
 
-def execute_discovery(run_id: int) -> DiscoveryRun:
-    """Claim the queued run and execute it; a run already claimed (redelivered task) is left alone."""
-    started = timezone.now()
-    claimed = DiscoveryRun.objects.filter(pk=run_id, status=DiscoveryRun.Status.QUEUED).update(
-        status=DiscoveryRun.Status.RUNNING, started=started
-    )
-    run = DiscoveryRun.objects.select_related("provider").get(pk=run_id)
-    if not claimed:
-        logger.info("discovery #%s already %s; not running it again", run_id, run.status)
-        return run
-    provider = run.provider
+
+def _create(*, provider: Provider, trigger: str, user: Any | None) -> Job:
+    try:
+        return lifecycle.create(
+            KIND, target=provider, target_name=provider.name, lock=lock_of(provider), user=user, trigger=trigger
+        )
+    except lifecycle.Locked as exc:
+        holder = exc.holder or active_discovery(provider)
+        if holder is None:
+            raise
+        raise DiscoveryBusy(holder) from None
+
+
+def request_discovery(*, provider: Provider, trigger: str = Job.Trigger.GUI, user: Any | None = None) -> Job:
+    """Queue a discovery of ``provider``; returns the one already queued or running if there is one.
+
+    Raises :class:`~vom.jobs.broker.QueueUnavailable` (nothing recorded) when the queue is down.
+    """
+    try:
+        job = _create(provider=provider, trigger=trigger, user=user)
+    except DiscoveryBusy as exc:
+        return exc.job
+    return lifecycle.submit(job)
+
+
+def discover_now(*, provider: Provider, trigger: str = Job.Trigger.CLI, user: Any | None = None) -> Job:
+    """Run a discovery in this process, without a worker (command line, tests, benchmark).
+
+    Raises :class:`DiscoveryBusy` when one of the provider is already queued or running.
+    """
+    job = _create(provider=provider, trigger=trigger, user=user)
+    return run_now(job.pk)
+
+
+def execute(ctx: JobContext) -> Outcome:
+    """The discovery job's one step: read the platform, apply the difference, record the outcome.
+
+    Safe to run again after a worker died half-way (the snapshot is applied in one transaction),
+    so the kind is resumable.
+    """
+    job = ctx.job
+    provider = Provider.objects.filter(pk=ctx.target_pk).first()
+    if provider is None:
+        return Failed("the provider was deleted before its discovery ran")
+    ctx.progress(5, f"reading {provider.name}")
     clock = time.monotonic()
     try:
         driver = provider_driver(provider)
@@ -115,55 +106,58 @@ def execute_discovery(run_id: int) -> DiscoveryRun:
             snapshot = driver.discover()
         finally:
             driver.close()
+        ctx.progress(70, "applying what was found")
         result = apply_snapshot(provider, snapshot)
-    except (DriverError, SecretError) as exc:
-        return _finish_failed(run, str(exc), retryable=getattr(exc, "retryable", False), clock=clock)
-    except Exception as exc:
-        logger.exception("discovery #%s of %s failed unexpectedly", run_id, provider.name)
-        return _finish_failed(run, f"internal error: {type(exc).__name__}: {exc}", retryable=False, clock=clock)
-    return _finish_succeeded(run, result, clock=clock)
-
-
-def _save_if_running(run: DiscoveryRun, fields: list[str]) -> bool:
-    """Record the outcome unless the run was declared abandoned meanwhile (then its record stands)."""
-    updated = DiscoveryRun.objects.filter(pk=run.pk, status=DiscoveryRun.Status.RUNNING).update(
-        **{name: getattr(run, name) for name in fields}
-    )
-    if not updated:
-        logger.warning("discovery #%s finished after it was declared abandoned; outcome not recorded", run.pk)
-    return bool(updated)
-
-
-def _finish_succeeded(run: DiscoveryRun, result: SyncResult, *, clock: float) -> DiscoveryRun:
+    except DriverError as exc:
+        return _failed(job, provider, exc, clock)
+    duration = int((time.monotonic() - clock) * 1000)
     now = timezone.now()
-    run.status = DiscoveryRun.Status.SUCCEEDED
-    run.finished = now
-    run.duration_ms = int((time.monotonic() - clock) * 1000)
-    run.added, run.changed, run.removed = result.added, result.changed, result.removed
-    run.counts = result.as_dict()
-    with transaction.atomic():
-        if not _save_if_running(run, ["status", "finished", "duration_ms", "added", "changed", "removed", "counts"]):
-            return run
-        Provider.objects.filter(pk=run.provider_id).update(
+
+    def fresh() -> None:
+        Provider.objects.filter(pk=provider.pk).update(
             status=Provider.Status.OK,
             stale_reason="",
             last_discovery_at=now,
             last_success_at=now,
-            **_check_summary(run.provider, now),
+            **_check_summary(provider, now),
         )
+
     logger.info(
         "discovery #%s of %s: +%s ~%s -%s in %s ms",
-        run.pk,
-        run.provider.name,
-        run.added,
-        run.changed,
-        run.removed,
-        run.duration_ms,
+        job.pk,
+        provider.name,
+        result.added,
+        result.changed,
+        result.removed,
+        duration,
     )
-    return run
+    counts = {
+        "added": result.added,
+        "changed": result.changed,
+        "removed": result.removed,
+        "counts": result.as_dict(),
+        "duration_ms": duration,
+    }
+    return Done(counts, message=f"+{result.added} ~{result.changed} -{result.removed}", on_finish=fresh)
 
 
-def _check_summary(provider: Provider, now: Any) -> dict[str, Any]:
+def _failed(job: Job, provider: Provider, exc: DriverError, clock: float) -> Outcome:
+    duration = int((time.monotonic() - clock) * 1000)
+    now = timezone.now()
+    reason = str(exc)
+
+    def stale() -> None:
+        # The last-known inventory stays, marked stale with the reason (only if this worker still
+        # holds the job: a late one that was expired meanwhile changes nothing).
+        Provider.objects.filter(pk=provider.pk).update(
+            status=Provider.Status.STALE, stale_reason=reason, last_discovery_at=now
+        )
+
+    logger.warning("discovery #%s of %s failed: %s", job.pk, provider.name, reason)
+    return Failed(reason, {"duration_ms": duration}, retryable=exc.retryable, on_finish=stale)
+
+
+def _check_summary(provider: Provider, now: datetime) -> dict[str, Any]:
     """RHEV: a discovery that worked proves the URL and credentials, and found each VM's HA setting;
     the provider's check then says so, in line with its VMs' checks."""
     if provider.kind != Provider.Kind.RHEV:
@@ -177,29 +171,14 @@ def _check_summary(provider: Provider, now: Any) -> dict[str, Any]:
     return {"check_ok": not failing, "check_message": message, "checked_at": now}
 
 
-def _finish_failed(run: DiscoveryRun, error: str, *, retryable: bool, clock: float) -> DiscoveryRun:
-    """Record the failure; the last-known inventory stays, marked stale with the reason."""
-    now = timezone.now()
-    run.status = DiscoveryRun.Status.FAILED
-    run.finished = now
-    run.duration_ms = int((time.monotonic() - clock) * 1000)
-    run.error = error
-    run.retryable = retryable
-    with transaction.atomic():
-        if not _save_if_running(run, ["status", "finished", "duration_ms", "error", "retryable"]):
-            return run
-        Provider.objects.filter(pk=run.provider_id).update(
-            status=Provider.Status.STALE, stale_reason=error, last_discovery_at=now
-        )
-    logger.warning("discovery #%s of %s failed: %s", run.pk, run.provider.name, error)
-    return run
-
-
 def due_providers() -> list[Provider]:
     """Enabled providers whose interval has passed since their last discovery (or never run)."""
     now = timezone.now()
-    _expire_abandoned()
-    busy = set(DiscoveryRun.objects.filter(status__in=ACTIVE).values_list("provider_id", flat=True))
+    busy = set(
+        Job.objects.filter(
+            kind=KIND, status__in=ACTIVE, target_type=ContentType.objects.get_for_model(Provider)
+        ).values_list("target_id", flat=True)
+    )
     return [
         p
         for p in Provider.objects.filter(enabled=True)
@@ -212,6 +191,19 @@ def dispatch_due_discoveries() -> int:
     """Queue a discovery for every provider that is due (called by celery beat). Returns how many."""
     count = 0
     for provider in due_providers():
-        request_discovery(provider=provider, trigger=DiscoveryRun.Trigger.SCHEDULE)
+        request_discovery(provider=provider, trigger=Job.Trigger.SCHEDULE)
         count += 1
     return count
+
+
+KINDS = [
+    JobKind(
+        name=KIND,
+        label="Discovery",
+        queue="discovery",
+        run=execute,
+        resumable=True,
+        errors=(DriverError,),
+        page_template="inventory/jobs/_discovery.html",
+    )
+]

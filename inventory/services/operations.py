@@ -1,34 +1,65 @@
-"""VM operations: request one (a row first, then a task), and execute it exactly once.
+"""VM operations: request one (a job first, then a task), and execute it step by step.
 
-``request_vm_operation`` validates and writes an :class:`Operation`; the Celery task only calls
-:func:`execute_operation`, which claims the row with a conditional update so that a redelivered task
-finds it claimed and does nothing.
+Each operation is a job (``vom.jobs``) targeting its VM, holding the lock ``vm:<id>`` while it is
+queued or running, so a VM has one operation at a time. The executors run as steps: the platform is
+asked once, then the VM's state is read again in later steps, re-queued with a countdown, until it
+is what the operation waits for or its time is up — no worker sleeps while a guest shuts down.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from inventory import states
 from inventory.drivers.base import Driver, DriverError
-from inventory.models import Host, Operation, Provider, StorageVolume, VirtualMachine, VMSnapshot
-from inventory.secrets import SecretError
+from inventory.models import Host, Provider, StorageVolume, VirtualMachine, VMSnapshot
 from inventory.services.providers import provider_driver
+from inventory.services.sync import record_vm_state
+from vom.jobs import lifecycle
+from vom.jobs.context import JobContext
+from vom.jobs.kinds import JobKind
+from vom.jobs.models import ACTIVE, Job
+from vom.jobs.outcomes import Done, Failed, JobFailed, Outcome, Wait
 
 logger = logging.getLogger(__name__)
-Kind = Operation.Kind
 S = VirtualMachine.State
+
+
+class Kind:
+    """The VM operations' job kinds (and the environment check of a provider)."""
+
+    VM_START = "vm_start"
+    VM_SHUTDOWN = "vm_shutdown"
+    VM_POWER_OFF = "vm_power_off"
+    VM_REBOOT = "vm_reboot"
+    VM_SUSPEND = "vm_suspend"
+    VM_RESUME = "vm_resume"
+    SNAPSHOT_CREATE = "snapshot_create"
+    SNAPSHOT_REVERT = "snapshot_revert"
+    SNAPSHOT_DELETE = "snapshot_delete"
+    VM_MIGRATE = "vm_migrate"
+    ENVIRONMENT_CHECK = "environment_check"
+
+
+LABELS: dict[str, str] = {
+    Kind.VM_START: "Start",
+    Kind.VM_SHUTDOWN: "Shut down",
+    Kind.VM_POWER_OFF: "Power off",
+    Kind.VM_REBOOT: "Reboot",
+    Kind.VM_SUSPEND: "Suspend",
+    Kind.VM_RESUME: "Resume",
+    Kind.SNAPSHOT_CREATE: "Create snapshot",
+    Kind.SNAPSHOT_REVERT: "Revert to snapshot",
+    Kind.SNAPSHOT_DELETE: "Delete snapshot",
+    Kind.VM_MIGRATE: "Migrate",
+    Kind.ENVIRONMENT_CHECK: "Check environment",
+}
 
 
 @dataclass(frozen=True)
@@ -71,9 +102,10 @@ PLATFORM_OPERATIONS: dict[str, frozenset[str]] = {
     "rhev": frozenset(VM_ACTIONS) | {Kind.VM_MIGRATE},
     "hyperv": frozenset(VM_ACTIONS) | SNAPSHOT_KINDS,
 }
-POLL_SECONDS = 1.0
+# How long a state change may take before the operation fails (a shutdown: VOM_SHUTDOWN_TIMEOUT).
 STATE_WAIT_SECONDS = 30
-
+# Waits between readings of the state: short at first (most changes take a second), then longer.
+POLL_SECONDS = (1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
 
 # States a platform adds to an operation's table: a saved Hyper-V VM or a suspended RHEV VM resumes
 # by starting it (libvirt's guest-suspended domains need a wake-up this console does not send).
@@ -87,6 +119,16 @@ PLATFORM_ALLOWED_FROM: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+def lock_of(vm: VirtualMachine) -> str:
+    """The lock every job changing ``vm`` holds: one operation at a time per VM."""
+    return f"vm:{vm.pk}"
+
+
+def jobs_on(vm: VirtualMachine) -> Any:
+    """The jobs targeting ``vm``, newest first."""
+    return Job.objects.filter(target_type__app_label="inventory", target_type__model="virtualmachine", target_id=vm.pk)
+
+
 def allowed_from(vm: VirtualMachine, kind: str) -> frozenset[str]:
     return SPECS[kind].allowed_from | PLATFORM_ALLOWED_FROM.get((vm.provider.kind, kind), frozenset())
 
@@ -96,12 +138,12 @@ def supported(vm: VirtualMachine, kind: str) -> bool:
     return kind in PLATFORM_OPERATIONS.get(vm.provider.kind, frozenset())
 
 
-def can_force_power_off(op: Operation, vm: VirtualMachine | None) -> bool:
-    """Whether to offer "Power off" after ``op``: a graceful shutdown that timed out, on a VM that can be."""
+def can_force_power_off(job: Job, vm: VirtualMachine | None) -> bool:
+    """Whether to offer "Power off" after ``job``: a graceful shutdown that timed out, on a VM that can be."""
     return (
-        op.kind == Kind.VM_SHUTDOWN
-        and op.status == Operation.Status.FAILED
-        and bool((op.result or {}).get("can_force"))
+        job.kind == Kind.VM_SHUTDOWN
+        and job.status == Job.Status.FAILED
+        and bool((job.result or {}).get("can_force"))
         and vm is not None
         and Kind.VM_POWER_OFF in allowed_operations(vm)
     )
@@ -120,7 +162,7 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
     """Why ``kind`` cannot be requested for ``vm`` now, or None."""
     if kind not in SPECS:
         return f"unknown operation {kind!r}"
-    label = Kind(kind).label
+    label = LABELS[kind]
     if vm.removed_at is not None:
         return f"VM {vm.name!r} was removed on {vm.removed_at:%Y-%m-%d %H:%M}"
     spec = SPECS[kind]
@@ -151,41 +193,20 @@ def refusal(vm: VirtualMachine, kind: str, params: dict[str, Any]) -> str | None
             return f"VM {vm.name!r} already has a snapshot named {name!r}"
         if kind != Kind.SNAPSHOT_CREATE and not exists:
             return f"VM {vm.name!r} has no snapshot named {name!r}"
-    expire_abandoned_operations(vm)
-    active = Operation.objects.filter(vm=vm, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]).first()
-    if active is not None:
-        return f"VM {vm.name!r} already has an operation in progress: {active.get_kind_display()} (#{active.pk})"
-    return None
+    return busy(vm)
 
 
-# Kinds run on the provisioning queue, where one request (hundreds of VMs, full copies of large
-# images) can keep the queue busy for hours: an operation queued behind it is not lost.
-LONG_QUEUE_KINDS = (Kind.PROVISION_VMS, Kind.DISK_ADD, Kind.DISK_RESIZE, Kind.VOLUME_CLONE)
+def busy(vm: VirtualMachine) -> str | None:
+    """Why ``vm`` takes no new operation now (another is queued or running), or None.
 
-
-def stale_limits() -> tuple[datetime, datetime]:
-    """Cut-offs before which an operation is taken as abandoned: (running with no sign of life, or
-    queued; queued on the provisioning queue, a day at least)."""
-    now = timezone.now()
-    stale = settings.VOM_OPERATION_STALE_AFTER
-    return now - timedelta(seconds=stale), now - timedelta(seconds=max(stale, 86400))
-
-
-def expire_abandoned_operations(vm: VirtualMachine) -> None:
-    """An operation left active by a worker that died must not lock its VM forever."""
-    limit, long_queue_limit = stale_limits()
-    queued = Q(status=Operation.Status.PENDING) & (
-        Q(kind__in=LONG_QUEUE_KINDS, created__lt=long_queue_limit)
-        | (~Q(kind__in=LONG_QUEUE_KINDS) & Q(created__lt=limit))
-    )
-    abandoned = Operation.objects.filter(vm=vm).filter(Q(status=Operation.Status.RUNNING, started__lt=limit) | queued)
-    if abandoned.exists():
-        abandoned.update(
-            status=Operation.Status.FAILED,
-            finished=timezone.now(),
-            message="abandoned",
-            error="abandoned: the worker running it stopped before it finished",
-        )
+    A holder whose worker died is expired here (as the sweep would), so its lock does not linger.
+    """
+    holder = Job.objects.filter(lock=lock_of(vm), status__in=ACTIVE).first()
+    if holder is None or lifecycle.expire_stale(Job.objects.filter(pk=holder.pk)):
+        holder = Job.objects.filter(lock=lock_of(vm), status__in=ACTIVE).first()
+    if holder is None:
+        return None
+    return f"VM {vm.name!r} already has an operation in progress: {holder.kind_label} (#{holder.pk})"
 
 
 def backing_image_problem(vm: VirtualMachine) -> str | None:
@@ -211,11 +232,17 @@ def backing_image_problem(vm: VirtualMachine) -> str | None:
 
 
 def request_vm_operation(
-    *, vm: VirtualMachine, kind: str, user: Any | None, params: dict[str, Any] | None = None
-) -> Operation:
+    *,
+    vm: VirtualMachine,
+    kind: str,
+    user: Any | None,
+    params: dict[str, Any] | None = None,
+    trigger: str = Job.Trigger.GUI,
+) -> Job:
     """Record an operation on ``vm`` and queue it on the orchestration queue.
 
-    Raises ValidationError with the reason when it cannot be done in the VM's current state.
+    Raises ValidationError with the reason when it cannot be done in the VM's current state, and
+    QueueUnavailable (nothing recorded) when the task queue is down.
     """
     params = dict(params or {})
     if "snapshot" in params:
@@ -223,312 +250,239 @@ def request_vm_operation(
     reason = refusal(vm, kind, params)
     if reason:
         raise ValidationError(reason)
-    return create_vm_operation(vm=vm, kind=kind, params=params, user=user, enqueue=_enqueue)
+    return lifecycle.submit(create_vm_job(vm=vm, kind=kind, params=params, user=user, trigger=trigger))
 
 
-def create_vm_operation(
-    *, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None, enqueue: Callable[[int], None]
-) -> Operation:
-    """Write an operation on ``vm`` and, once committed, ``enqueue`` its id.
+def create_vm_job(
+    *, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None, trigger: str = Job.Trigger.GUI
+) -> Job:
+    """Write a job of ``kind`` changing ``vm`` (not yet queued), holding the VM's lock.
 
-    The database allows one active operation per VM: a second one is refused with ValidationError.
+    A second one while another is queued or running is refused with ValidationError.
     """
     try:
-        with transaction.atomic():
-            op = Operation.objects.create(
-                kind=kind,
-                vm=vm,
-                provider_id=vm.provider_id,
-                target_name=vm.name,
-                params=params,
-                requested_by=user if user is not None and user.is_authenticated else None,
-                message="queued",
-            )
-    except IntegrityError:  # another request for this VM won the race a moment ago
-        raise ValidationError(f"VM {vm.name!r} already has an operation in progress") from None
-    op_id = op.pk
-    transaction.on_commit(lambda: enqueue(op_id))
-    return op
-
-
-def _enqueue(op_id: int) -> None:
-    from inventory.tasks import run_operation
-
-    enqueue_operation(op_id, run_operation.delay)
-
-
-def enqueue_operation(op_id: int, send: Callable[[int], object]) -> None:
-    """Send the task; if the broker cannot take it, the operation fails at once instead of waiting forever."""
-    try:
-        send(op_id)
-    except Exception as exc:  # noqa: BLE001 - kombu/redis raise many types; all mean "not queued"
-        logger.error("could not queue operation #%s: %s", op_id, exc)
-        Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
-            status=Operation.Status.FAILED,
-            finished=timezone.now(),
-            message="could not queue the operation",
-            error=f"could not queue the operation: the task broker is unreachable ({type(exc).__name__})",
+        return lifecycle.create(
+            kind, target=vm, target_name=vm.name, lock=lock_of(vm), params=params, user=user, trigger=trigger
         )
+    except lifecycle.Locked as exc:
+        holder = f": {exc.holder.kind_label} (#{exc.holder.pk})" if exc.holder is not None else ""
+        raise ValidationError(f"VM {vm.name!r} already has an operation in progress{holder}") from None
 
 
 def request_bulk_vm_operation(
-    *, vms: Iterable[VirtualMachine], kind: str, user: Any | None, params: dict[str, Any] | None = None
-) -> tuple[list[Operation], list[tuple[VirtualMachine, str]]]:
+    *,
+    vms: Iterable[VirtualMachine],
+    kind: str,
+    user: Any | None,
+    params: dict[str, Any] | None = None,
+    trigger: str = Job.Trigger.GUI,
+) -> tuple[list[Job], list[tuple[VirtualMachine, str]]]:
     """Request ``kind`` for each VM; returns the operations queued and the VMs refused with why."""
-    queued: list[Operation] = []
+    queued: list[Job] = []
     refused: list[tuple[VirtualMachine, str]] = []
     for vm in vms:
         try:
-            queued.append(request_vm_operation(vm=vm, kind=kind, user=user, params=params))
+            queued.append(request_vm_operation(vm=vm, kind=kind, user=user, params=params, trigger=trigger))
         except ValidationError as exc:
             refused.append((vm, "; ".join(exc.messages)))
     return queued, refused
 
 
-class OperationRun:
-    """Progress and log writes of one operation being executed."""
+# --- execution ----------------------------------------------------------------------------------
 
-    def __init__(self, op: Operation) -> None:
-        self.op = op
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.op.log.create(message=message, level=level)
-
-    def progress(self, percent: int, message: str) -> None:
-        self.op.progress = max(0, min(100, percent))
-        self.op.message = message[:500]
-        Operation.objects.filter(pk=self.op.pk).update(progress=self.op.progress, message=self.op.message)
+Executor = Callable[[Driver, VirtualMachine, JobContext], Outcome]
 
 
-def claim_operation(op_id: int) -> tuple[Operation, bool]:
-    """Mark a pending operation running; ``False`` when another delivery of its task claimed it first."""
-    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.PENDING).update(
-        status=Operation.Status.RUNNING, started=timezone.now(), message="starting"
-    )
-    op = Operation.objects.select_related("vm", "vm__provider", "provider").get(pk=op_id)
-    if not claimed:
-        logger.info("operation #%s already %s; not running it again", op_id, op.status)
-    return op, bool(claimed)
-
-
-def execute_operation(op_id: int) -> Operation:
-    """Claim and execute one operation. A second call for the same operation does nothing."""
-    op, claimed = claim_operation(op_id)
-    if not claimed:
-        return op
-    run = OperationRun(op)
-    if op.kind == Kind.ENVIRONMENT_CHECK:
-        return _execute_environment_check(op, run)
-    vm = op.vm
+def _vm_of(ctx: JobContext) -> VirtualMachine:
+    vm = VirtualMachine.objects.select_related("provider").filter(pk=ctx.target_pk).first()
     if vm is None:
-        return finish_operation(op, ok=False, error="the VM was deleted from the inventory before the operation ran")
-    run.log(f"{op.get_kind_display()} of VM {vm.name} ({vm.uuid}) on {vm.provider.name}")
-    try:
+        raise JobFailed("the VM was deleted from the inventory before the operation ran")
+    return vm
+
+
+def _with_driver(execute: Executor) -> Callable[[JobContext], Outcome]:
+    """One step of a VM operation: the VM, a driver for its provider, closed after the step."""
+
+    def run(ctx: JobContext) -> Outcome:
+        vm = _vm_of(ctx)
+        if not ctx.checkpoint and not ctx.resumed:
+            ctx.log(f"{ctx.job.kind_label} of VM {vm.name} ({vm.uuid}) on {vm.provider.name}")
         driver = provider_driver(vm.provider)
         try:
-            _EXECUTORS[op.kind](driver, vm, op, run)
+            return execute(driver, vm, ctx)
         finally:
             driver.close()
-    except OperationFailed as exc:
-        run.log(exc.message, level="error")
-        return finish_operation(op, ok=False, error=exc.message, result=exc.result)
-    except (DriverError, SecretError) as exc:
-        run.log(str(exc), level="error")
-        return finish_operation(op, ok=False, error=str(exc))
-    except Exception as exc:
-        logger.exception("operation #%s failed unexpectedly", op_id)
-        run.log(f"internal error: {type(exc).__name__}", level="error")
-        return finish_operation(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
-    run.log("done")
-    return finish_operation(op, ok=True)
 
-
-def _execute_environment_check(op: Operation, run: OperationRun) -> Operation:
-    if op.provider is None:
-        return finish_operation(op, ok=False, error="the provider was deleted before the check ran")
-    run.progress(10, f"checking {op.provider.name}")
-    try:
-        ok, message = check_environment(op.provider, run)
-    except Exception as exc:
-        logger.exception("environment check #%s failed unexpectedly", op.pk)
-        return finish_operation(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
-    if not ok:
-        return finish_operation(op, ok=False, error=message or "the environment check found problems")
-    run.log("done")
-    return finish_operation(op, ok=True)
-
-
-class OperationFailed(Exception):
-    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = result or {}
-
-
-def finish_operation(op: Operation, *, ok: bool, error: str = "", result: dict[str, Any] | None = None) -> Operation:
-    op.status = Operation.Status.SUCCEEDED if ok else Operation.Status.FAILED
-    op.finished = timezone.now()
-    op.progress = 100 if ok else op.progress
-    op.message = "done" if ok else error[:500]
-    op.error = error
-    op.result = {**op.result, **(result or {})}
-    op.save(update_fields=["status", "finished", "progress", "message", "error", "result"])
-    return op
+    return run
 
 
 def _record_state(driver: Driver, vm: VirtualMachine) -> str:
-    """Read the VM's state now and store it; returns the normalized state."""
-    reading = driver.vm_state(vm.uuid)
-    normalized = states.normalize(vm.provider.kind, reading.state, reading.state_reason)
-    VirtualMachine.objects.filter(pk=vm.pk).update(
-        state=normalized, raw_state=reading.state, state_reason=reading.state_reason
+    """Read the VM's state now and store it (compare-and-set); returns the normalized state."""
+    return record_vm_state(vm, driver.vm_state(vm.uuid))
+
+
+def _poll(ctx: JobContext, *, deadline: float, message: str, start_pct: int, **kept: Any) -> Wait:
+    """Wait for the next reading: the job goes back to the queue with a countdown."""
+    polls = int(ctx.checkpoint.get("polls", 0))
+    began = float(ctx.checkpoint.get("began", timezone.now().timestamp()))
+    now = timezone.now().timestamp()
+    span = max(deadline - began, 1.0)
+    ctx.progress(
+        start_pct + int((95 - start_pct) * min(1.0, (now - began) / span)), f"{message} ({int(now - began)} s)"
     )
-    vm.state, vm.raw_state, vm.state_reason = normalized, reading.state, reading.state_reason
-    return normalized
+    checkpoint = {**ctx.checkpoint, **kept, "deadline": deadline, "began": began, "polls": polls + 1}
+    return Wait(POLL_SECONDS[min(polls, len(POLL_SECONDS) - 1)], checkpoint=checkpoint)
 
 
-def _wait_for(
+def _until(
+    ctx: JobContext,
     driver: Driver,
     vm: VirtualMachine,
-    run: OperationRun,
     wanted: frozenset[str],
     *,
     timeout: float,
     start_pct: int,
     label: str,
-) -> bool:
-    """Poll the VM's state until it is one of ``wanted`` or ``timeout`` passes; progress as time goes."""
-    deadline = time.monotonic() + timeout
-    began = time.monotonic()
-    while True:
-        state = _record_state(driver, vm)
-        if state in wanted:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        elapsed = time.monotonic() - began
-        run.progress(start_pct + int((95 - start_pct) * elapsed / max(timeout, 1)), f"{label} ({int(elapsed)} s)")
-        time.sleep(POLL_SECONDS)
+    timed_out: Callable[[], Outcome],
+) -> Outcome:
+    """Done once the VM is in one of ``wanted``; the outcome of ``timed_out`` after ``timeout``."""
+    state = _record_state(driver, vm)
+    if state in wanted:
+        ctx.log(f"VM is {vm.state}")
+        return Done()
+    deadline = float(ctx.checkpoint.get("deadline") or timezone.now().timestamp() + timeout)
+    if timezone.now().timestamp() >= deadline:
+        return timed_out()
+    return _poll(ctx, deadline=deadline, message=label, start_pct=start_pct)
 
 
-def _power(
-    method: Callable[[Driver, str], None], verb: str
-) -> Callable[[Driver, VirtualMachine, Operation, OperationRun], None]:
-    def execute(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
-        run.progress(10, f"{verb}")
-        method(driver, vm.uuid)
-        run.log(f"{verb}: request accepted by the hypervisor")
-        wanted = SPECS[op.kind].done_when
-        if not _wait_for(
-            driver, vm, run, wanted, timeout=STATE_WAIT_SECONDS, start_pct=30, label="waiting for the new state"
-        ):
-            raise OperationFailed(
-                f"VM {vm.name!r} is {vm.state} after {STATE_WAIT_SECONDS} s, expected {', '.join(sorted(wanted))}"
-            )
-        run.log(f"VM is {vm.state}")
+def _power(method: Callable[[Driver, str], None], verb: str) -> Executor:
+    def execute(driver: Driver, vm: VirtualMachine, ctx: JobContext) -> Outcome:
+        wanted = SPECS[ctx.job.kind].done_when
+        if not ctx.checkpoint:
+            # Asked once. Read first: a step run again after its worker died finds it already done.
+            if ctx.resumed and _record_state(driver, vm) in wanted:
+                ctx.log(f"VM is {vm.state}")
+                return Done()
+            ctx.progress(10, verb)
+            method(driver, vm.uuid)
+            ctx.log(f"{verb}: request accepted by the hypervisor")
+
+        def timed_out() -> Outcome:
+            expected = ", ".join(sorted(wanted))
+            return Failed(f"VM {vm.name!r} is {vm.state} after {STATE_WAIT_SECONDS} s, expected {expected}")
+
+        return _until(
+            ctx,
+            driver,
+            vm,
+            wanted,
+            timeout=STATE_WAIT_SECONDS,
+            start_pct=30,
+            label="waiting for the new state",
+            timed_out=timed_out,
+        )
 
     return execute
 
 
-def _shutdown(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
-    timeout = int(op.params.get("timeout") or settings.VOM_SHUTDOWN_TIMEOUT)
-    run.progress(5, "asking the guest to shut down")
-    driver.shutdown(vm.uuid)
-    run.log(f"graceful shutdown requested; waiting up to {timeout} s for the guest to power off")
-    if not _wait_for(
+def _shutdown(driver: Driver, vm: VirtualMachine, ctx: JobContext) -> Outcome:
+    timeout = int(ctx.params.get("timeout") or settings.VOM_SHUTDOWN_TIMEOUT)
+    if not ctx.checkpoint:
+        if ctx.resumed and _record_state(driver, vm) == S.STOPPED:
+            ctx.log("VM is stopped")
+            return Done()
+        ctx.progress(5, "asking the guest to shut down")
+        driver.shutdown(vm.uuid)
+        ctx.log(f"graceful shutdown requested; waiting up to {timeout} s for the guest to power off")
+
+    def timed_out() -> Outcome:
+        return Failed(
+            f"VM {vm.name!r} did not shut down within {timeout} s (the guest may ignore the shutdown request). "
+            "It is still running: use Power off to force it off.",
+            {"timed_out": True, "can_force": True},
+        )
+
+    return _until(
+        ctx,
         driver,
         vm,
-        run,
         frozenset({S.STOPPED}),
         timeout=timeout,
         start_pct=10,
         label="waiting for the guest to shut down",
-    ):
-        raise OperationFailed(
-            f"VM {vm.name!r} did not shut down within {timeout} s (the guest may ignore the shutdown request). "
-            "It is still running: use Power off to force it off.",
-            result={"timed_out": True, "can_force": True},
-        )
-    run.log("VM is stopped")
+        timed_out=timed_out,
+    )
 
 
-def _reboot(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
-    run.progress(20, "rebooting")
+def _reboot(driver: Driver, vm: VirtualMachine, ctx: JobContext) -> Outcome:
+    ctx.progress(20, "rebooting")
     driver.reboot(vm.uuid)
-    run.log("reboot requested")
+    ctx.log("reboot requested")
     _record_state(driver, vm)
+    return Done()
 
 
-def _snapshot(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
-    name = str(op.params["snapshot"])
-    now = timezone.now()
-    if op.kind == Kind.SNAPSHOT_CREATE:
-        run.progress(20, f"creating snapshot {name}")
-        driver.snapshot_create(vm.uuid, name, str(op.params.get("description", "")))
+def _snapshot(driver: Driver, vm: VirtualMachine, ctx: JobContext) -> Outcome:
+    name = str(ctx.params["snapshot"])
+    kind = ctx.job.kind
+    if kind == Kind.SNAPSHOT_CREATE:
+        ctx.progress(20, f"creating snapshot {name}")
+        description = str(ctx.params.get("description", ""))
+        driver.snapshot_create(vm.uuid, name, description)
         VMSnapshot.objects.filter(vm=vm, current=True).update(current=False)
         VMSnapshot.objects.update_or_create(
             vm=vm,
             name=name,
-            defaults={
-                "created_at": now,
-                "current": True,
-                "state": vm.raw_state,
-                "description": str(op.params.get("description", "")),
-            },
+            defaults={"created_at": timezone.now(), "current": True, "state": vm.raw_state, "description": description},
         )
-        run.log(f"snapshot {name!r} created")
-    elif op.kind == Kind.SNAPSHOT_REVERT:
-        run.progress(20, f"reverting to snapshot {name}")
+        ctx.log(f"snapshot {name!r} created")
+    elif kind == Kind.SNAPSHOT_REVERT:
+        ctx.progress(20, f"reverting to snapshot {name}")
         driver.snapshot_revert(vm.uuid, name)
         VMSnapshot.objects.filter(vm=vm).update(current=False)
         VMSnapshot.objects.filter(vm=vm, name=name).update(current=True)
-        run.log(f"reverted to snapshot {name!r}")
+        ctx.log(f"reverted to snapshot {name!r}")
     else:
-        run.progress(20, f"deleting snapshot {name}")
+        ctx.progress(20, f"deleting snapshot {name}")
         driver.snapshot_delete(vm.uuid, name)
         VMSnapshot.objects.filter(vm=vm, name=name).delete()
-        run.log(f"snapshot {name!r} deleted")
+        ctx.log(f"snapshot {name!r} deleted")
     _record_state(driver, vm)
+    return Done()
 
 
-def _migrate(driver: Driver, vm: VirtualMachine, op: Operation, run: OperationRun) -> None:
-    host_pk = op.params.get("host")
+def _migrate(driver: Driver, vm: VirtualMachine, ctx: JobContext) -> Outcome:
+    host_pk = ctx.params.get("host")
     target = Host.objects.filter(pk=host_pk, provider_id=vm.provider_id).first() if host_pk else None
-    migrate = getattr(driver, "migrate", None)
-    vm_host = getattr(driver, "vm_host", None)
-    if migrate is None or vm_host is None:
-        raise OperationFailed(f"{vm.provider.get_kind_display()} VMs cannot be migrated from this console")
     where = f"to {target.hostname}" if target else "to a host the manager chooses"
-    source = vm_host(vm.uuid)
-    run.progress(10, f"live-migrating {where}")
-    migrate(vm.uuid, target.uid if target else None)
-    run.log(f"migration {where} requested (from host {source or 'unknown'})")
+    if not ctx.checkpoint:
+        source = driver.vm_host(vm.uuid)
+        ctx.progress(10, f"live-migrating {where}")
+        driver.migrate(vm.uuid, target.uid if target else None)
+        ctx.log(f"migration {where} requested (from host {source or 'unknown'})")
+    else:
+        source = str(ctx.checkpoint.get("source", ""))
     # Done when the VM runs again on another host; a VM still up on the source host has not moved.
-    deadline = time.monotonic() + settings.VOM_MIGRATE_TIMEOUT
-    began = time.monotonic()
-    while True:
-        state = _record_state(driver, vm)
-        now_on = vm_host(vm.uuid)
-        if state == S.RUNNING and now_on and now_on != source:
-            break
-        if time.monotonic() >= deadline:
-            raise OperationFailed(
+    state = _record_state(driver, vm)
+    now_on = driver.vm_host(vm.uuid)
+    if not (state == S.RUNNING and now_on and now_on != source):
+        deadline = float(ctx.checkpoint.get("deadline") or timezone.now().timestamp() + settings.VOM_MIGRATE_TIMEOUT)
+        if timezone.now().timestamp() >= deadline:
+            return Failed(
                 f"VM {vm.name!r} did not move within {settings.VOM_MIGRATE_TIMEOUT} s: it is {vm.state} on its"
                 " original host (see the manager's events for why)"
             )
-        elapsed = time.monotonic() - began
-        run.progress(20 + int(75 * elapsed / settings.VOM_MIGRATE_TIMEOUT), f"migrating ({int(elapsed)} s)")
-        time.sleep(POLL_SECONDS)
+        return _poll(ctx, deadline=deadline, message="migrating", start_pct=20, source=source)
     arrived = Host.objects.filter(provider_id=vm.provider_id, uid=now_on).first()
     if target is not None and (arrived is None or arrived.pk != target.pk):
-        raise OperationFailed(
-            f"VM {vm.name!r} moved, but to {arrived.hostname if arrived else now_on}, not {target.hostname}"
-        )
+        return Failed(f"VM {vm.name!r} moved, but to {arrived.hostname if arrived else now_on}, not {target.hostname}")
     VirtualMachine.objects.filter(pk=vm.pk).update(host=arrived)
-    run.log(f"VM runs on {arrived.hostname if arrived else now_on}")
+    ctx.log(f"VM runs on {arrived.hostname if arrived else now_on}")
+    return Done()
 
 
-_EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, OperationRun], None]] = {
+_EXECUTORS: dict[str, Executor] = {
     Kind.VM_START: _power(lambda d, u: d.start(u), "starting"),
     Kind.VM_POWER_OFF: _power(lambda d, u: d.power_off(u), "powering off"),
     Kind.VM_SUSPEND: _power(lambda d, u: d.suspend(u), "suspending"),
@@ -540,55 +494,67 @@ _EXECUTORS: dict[str, Callable[[Driver, VirtualMachine, Operation, OperationRun]
     Kind.SNAPSHOT_DELETE: _snapshot,
     Kind.VM_MIGRATE: _migrate,
 }
+# Power actions read the state before asking again, so a step cut short by a dead worker can run
+# again; a reboot, a snapshot or a migration asked twice is not the same as asked once.
+_RESUMABLE = frozenset({Kind.VM_START, Kind.VM_POWER_OFF, Kind.VM_SUSPEND, Kind.VM_RESUME, Kind.VM_SHUTDOWN})
 
 
-def request_environment_check(*, provider: Provider, user: Any | None) -> Operation:
+# --- the environment check ----------------------------------------------------------------------
+
+
+def check_lock(provider: Provider) -> str:
+    return f"check:provider:{provider.pk}"
+
+
+def request_environment_check(*, provider: Provider, user: Any | None, trigger: str = Job.Trigger.GUI) -> Job:
     """Queue the environment check of a provider (the reference product's ``havirtverify``)."""
-    limit = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER)
-    Operation.objects.filter(provider=provider, kind=Kind.ENVIRONMENT_CHECK).filter(
-        Q(status=Operation.Status.RUNNING, started__lt=limit) | Q(status=Operation.Status.PENDING, created__lt=limit)
-    ).update(status=Operation.Status.FAILED, finished=timezone.now(), error="abandoned: the worker stopped")
-    if Operation.objects.filter(
-        provider=provider, kind=Kind.ENVIRONMENT_CHECK, status__in=[Operation.Status.PENDING, Operation.Status.RUNNING]
-    ).exists():
-        raise ValidationError(f"an environment check of {provider.name} is already in progress")
-    op = Operation.objects.create(
-        kind=Kind.ENVIRONMENT_CHECK,
-        provider=provider,
-        target_name=provider.name,
-        requested_by=user if user is not None and user.is_authenticated else None,
-        message="queued",
-    )
-    op_id = op.pk
-    transaction.on_commit(lambda: _enqueue(op_id))
-    return op
+    try:
+        job = lifecycle.create(
+            Kind.ENVIRONMENT_CHECK,
+            target=provider,
+            target_name=provider.name,
+            lock=check_lock(provider),
+            user=user,
+            trigger=trigger,
+        )
+    except lifecycle.Locked:
+        raise ValidationError(f"an environment check of {provider.name} is already in progress") from None
+    return lifecycle.submit(job)
 
 
-def check_environment(provider: Provider, run: OperationRun | None = None) -> tuple[bool, str]:
+def _execute_environment_check(ctx: JobContext) -> Outcome:
+    provider = Provider.objects.filter(pk=ctx.target_pk).first()
+    if provider is None:
+        return Failed("the provider was deleted before the check ran")
+    ctx.progress(10, f"checking {provider.name}")
+    ok, message = check_environment(provider, ctx)
+    if not ok:
+        return Failed(message or "the environment check found problems")
+    ctx.log("done")
+    return Done()
+
+
+def check_environment(provider: Provider, ctx: JobContext | None = None) -> tuple[bool, str]:
     """Check that the console can manage ``provider``'s VMs and record the result on it and its VMs.
 
     RHEV: the URL and credentials work, and the manager's own HA is disabled for each VM (else the
-    manager and this console would both restart it). Other platforms: the host answers.
-    Only rows whose verdict changed are written.
+    manager and this console would both restart it). Other platforms: the host answers, and knows
+    each VM. Only rows whose verdict changed are written.
     """
+    from django.db import transaction
+
     vms = list(VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True))
-    per_vm: dict[str, Any] = {}
     try:
         driver = provider_driver(provider)
         try:
-            verify = getattr(driver, "verify", None)
-            if verify is not None:
-                result = verify([vm.uuid for vm in vms])
-                ok, message = bool(result["ok"]), str(result.get("reason") or "")
-                per_vm = result.get("vms", {})
-            else:
-                driver.vm_state(vms[0].uuid) if vms else driver.discover()
-                ok, message = True, ""
+            check = driver.verify([vm.uuid for vm in vms])
         finally:
             driver.close()
-    except (DriverError, SecretError) as exc:
+        ok, message = check.ok, check.reason
+        per_vm = {uuid: (c.ok, c.reason) for uuid, c in check.vms.items()}
+    except DriverError as exc:
         ok, message = False, str(exc)
-        per_vm = {vm.uuid: {"ok": False, "reason": message} for vm in vms}
+        per_vm = {vm.uuid: (False, message) for vm in vms}
     now = timezone.now()
     with transaction.atomic():
         Provider.objects.filter(pk=provider.pk).update(
@@ -596,16 +562,38 @@ def check_environment(provider: Provider, run: OperationRun | None = None) -> tu
         )
         changed: dict[tuple[bool, str], list[int]] = {}
         for vm in vms:
-            verdict = per_vm.get(vm.uuid, {"ok": ok, "reason": "" if ok else message})
-            check = (bool(verdict.get("ok")), str(verdict.get("reason") or ""))
-            if (vm.check_ok, vm.check_message) != check:
-                changed.setdefault(check, []).append(vm.pk)
+            verdict = per_vm.get(vm.uuid, (ok, "" if ok else message))
+            if (vm.check_ok, vm.check_message) != verdict:
+                changed.setdefault(verdict, []).append(vm.pk)
         for (check_ok, check_message), pks in changed.items():  # one UPDATE per verdict, not per VM
             for start in range(0, len(pks), 500):
                 VirtualMachine.objects.filter(pk__in=pks[start : start + 500]).update(
                     check_ok=check_ok, check_message=check_message
                 )
-    if run is not None:
-        failing = sum(1 for v in per_vm.values() if not v.get("ok"))
-        run.log(f"{provider.name}: {'ok' if ok else 'problems found'}; {failing} of {len(vms)} VMs fail the check")
+    if ctx is not None:
+        failing = sum(1 for verdict_ok, _ in per_vm.values() if not verdict_ok)
+        ctx.log(f"{provider.name}: {'ok' if ok else 'problems found'}; {failing} of {len(vms)} VMs fail the check")
     return ok, message
+
+
+KINDS = [
+    *(
+        JobKind(
+            name=kind,
+            label=LABELS[kind],
+            queue="orchestration",
+            run=_with_driver(execute),
+            resumable=kind in _RESUMABLE,
+            errors=(DriverError,),
+            page_template="inventory/jobs/_shutdown.html" if kind == Kind.VM_SHUTDOWN else "",
+        )
+        for kind, execute in _EXECUTORS.items()
+    ),
+    JobKind(
+        name=Kind.ENVIRONMENT_CHECK,
+        label=LABELS[Kind.ENVIRONMENT_CHECK],
+        queue="orchestration",
+        run=_execute_environment_check,
+        errors=(DriverError,),
+    ),
+]

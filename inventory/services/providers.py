@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -11,13 +12,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from inventory import secrets
 from inventory.drivers import driver_for
 from inventory.drivers.base import Credentials, Driver, DriverError
-from inventory.models import Provider
+from inventory.models import Provider, VirtualMachine
+from vom.jobs import lifecycle
+from vom.jobs.models import ACTIVE, Job
 
 MIN_INTERVAL = 30
 MAX_INTERVAL = 7 * 24 * 3600
@@ -247,8 +252,28 @@ def update_provider(
 
 
 def delete_provider(*, provider: Provider) -> None:
-    """Remove a provider and everything discovered behind it."""
-    provider.delete()
+    """Remove a provider and everything discovered behind it.
+
+    Its queued jobs (and those of its VMs) are cancelled with the reason, so nothing waits for a
+    provider that is gone; running ones are asked to stop (they fail at their next step anyway).
+    """
+    with transaction.atomic():
+        targets = Q(target_type=ContentType.objects.get_for_model(Provider), target_id=provider.pk) | Q(
+            target_type=ContentType.objects.get_for_model(VirtualMachine),
+            target_id__in=VirtualMachine.objects.filter(provider=provider).values("pk"),
+        )
+        for job in Job.objects.filter(targets, status__in=ACTIVE, parent__isnull=True):
+            if job.status == Job.Status.PENDING:
+                lifecycle.finish(
+                    job,
+                    status=Job.Status.CANCELLED,
+                    only_if=Q(status=Job.Status.PENDING),
+                    error=f"cancelled: provider {provider.name} was deleted",
+                )
+            elif job.cancel_requested is None:
+                with contextlib.suppress(ValueError):  # it ended a moment ago: nothing to stop
+                    lifecycle.request_cancel(job, user=None)
+        provider.delete()
 
 
 def provider_credentials(provider: Provider) -> Credentials:
@@ -259,21 +284,27 @@ def provider_credentials(provider: Provider) -> Credentials:
 
 
 def provider_options(provider: Provider) -> dict[str, Any]:
-    """The kind's own connection settings, as the driver takes them."""
+    """The kind's own connection settings, as the driver takes them, with the platform timeouts."""
+    timeouts = {
+        "connect_timeout": settings.VOM_PLATFORM_CONNECT_TIMEOUT,
+        "read_timeout": settings.VOM_PLATFORM_READ_TIMEOUT,
+    }
     if provider.kind == Provider.Kind.RHEV:
         return {
+            **timeouts,
             "ca_file": _ca_file(provider) if provider.ca_certificate else None,
             "insecure": provider.insecure,
             "cluster": provider.cluster_filter,
         }
     if provider.kind == Provider.Kind.HYPERV:
         return {
+            **timeouts,
             "auth": provider.winrm_auth,
             "ssl": provider.use_https,
             "port": provider.port,
             "cert_validation": provider.cert_validation,
         }
-    return {}
+    return timeouts
 
 
 def _ca_file(provider: Provider) -> str:
@@ -292,12 +323,18 @@ def _ca_file(provider: Provider) -> str:
 
 
 def provider_driver(provider: Provider) -> Driver:
-    """The platform driver for ``provider`` (raises DriverError or SecretError).
+    """The platform driver for ``provider``; every problem is a :class:`DriverError`.
 
     The URI is checked again here, at use: a simulated host's file must still lie in an allowed
     directory (a symlink swapped in after the provider was saved, a narrowed VOM_TEST_NODE_DIRS).
+    A password that cannot be decrypted (the secrets key changed) is a DriverError that says
+    retrying cannot help, like any other, so callers catch one type.
     """
     problem = validate_uri(provider.kind, provider.uri)
     if problem:
         raise DriverError(f"{provider.name}: {problem}")
-    return driver_for(provider.kind, provider.uri, provider_credentials(provider), provider_options(provider))
+    try:
+        credentials = provider_credentials(provider)
+    except secrets.SecretError as exc:
+        raise DriverError(f"{provider.name}: {exc} (retrying cannot help: enter the password again)") from exc
+    return driver_for(provider.kind, provider.uri, credentials, provider_options(provider))

@@ -28,6 +28,7 @@ from inventory.drivers.base import (
     PoolInfo,
     SnapshotInfo,
     VMInfo,
+    VMStateReading,
     VolumeInfo,
 )
 from inventory.models import (
@@ -255,9 +256,6 @@ def _vm_values(provider: Provider, v: VMInfo, host_id: int | None) -> dict[str, 
         "host_id": host_id,
         "uuid": v.uuid,
         "name": v.name,
-        "state": states.normalize(provider.kind, v.state, v.state_reason),
-        "raw_state": v.state,
-        "state_reason": v.state_reason,
         "vcpus": v.vcpus,
         "max_vcpus": v.max_vcpus,
         "memory_bytes": v.memory_bytes,
@@ -272,6 +270,55 @@ def _vm_values(provider: Provider, v: VMInfo, host_id: int | None) -> dict[str, 
         "details": _json(v.extra),
         **_vm_check(provider, v),
     }
+
+
+StateValues = tuple[str, str, str]  # (normalized state, the platform's word, its reason)
+
+
+def _state_of(provider: Provider, v: VMInfo) -> StateValues:
+    return (states.normalize(provider.kind, v.state, v.state_reason), v.state, v.state_reason)
+
+
+def _stored_state(row: dict[str, Any] | None) -> StateValues | None:
+    if row is None:
+        return None
+    return (row["state"], row["raw_state"], row["state_reason"])
+
+
+def write_states(readings: dict[int, StateValues], read_at: datetime) -> set[int]:
+    """Write VMs' states read at ``read_at``, compare-and-set: a VM whose state was read later (by an
+    operation, a monitor or another discovery) keeps it. One UPDATE per distinct state; returns the
+    ids of the VMs written.
+    """
+    by_state: dict[StateValues, list[int]] = {}
+    for vm_id, values in readings.items():
+        by_state.setdefault(values, []).append(vm_id)
+    written: set[int] = set()
+    older = models.Q(state_read_at__isnull=True) | models.Q(state_read_at__lte=read_at)
+    for (state, raw_state, reason), ids in by_state.items():
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            candidates = VirtualMachine.objects.filter(older, pk__in=batch)
+            ids_written = list(candidates.values_list("pk", flat=True))
+            if candidates.update(state=state, raw_state=raw_state, state_reason=reason[:100], state_read_at=read_at):
+                written.update(ids_written)
+    return written
+
+
+def record_vm_state(vm: VirtualMachine, reading: VMStateReading) -> str:
+    """Store one VM's state as just read (compare-and-set on ``reading.read_at``); ``vm`` is brought up
+    to date with what the database holds afterwards. Returns the normalized state."""
+    values = (
+        states.normalize(vm.provider.kind, reading.state, reading.state_reason),
+        reading.state,
+        reading.state_reason,
+    )
+    if not write_states({vm.pk: values}, reading.read_at):
+        current = VirtualMachine.objects.filter(pk=vm.pk).values("state", "raw_state", "state_reason").first()
+        if current is not None:
+            values = (current["state"], current["raw_state"], current["state_reason"])
+    vm.state, vm.raw_state, vm.state_reason = values
+    return vm.state
 
 
 def _vm_check(provider: Provider, v: VMInfo) -> dict[str, Any]:
@@ -457,7 +504,21 @@ def _apply(provider: Provider, snapshot: InventorySnapshot, now: datetime, *, dr
         host_id = host_ids.get(vm.host_uid, only_host) if vm.host_uid else only_host
         vms.offer(vm.uuid, _vm_values(provider, vm, host_id))
     skipped = set(snapshot.skipped_vm_uuids)
-    result.add("vm", vms.flush(now, dry=dry, scope=lambda uuid: uuid not in skipped))
+    vm_counts = vms.flush(now, dry=dry, scope=lambda uuid: uuid not in skipped)
+    # The states last: compare-and-set on the time of the reading, not part of the bulk update.
+    readings = {vm.uuid: _state_of(provider, vm) for vm in snapshot.vms}
+    differing = {
+        uuid: reading for uuid, reading in readings.items() if _stored_state(vms.existing.get(uuid)) != reading
+    }
+    if dry and differing:
+        raise _WouldWrite
+    written = write_states(
+        {int(vms.existing[uuid]["id"]): reading for uuid, reading in differing.items()}, snapshot.read_at
+    )
+    created = {int(vms.existing[key]["id"]) for key in vms.created if key in vms.existing}
+    updated = {int(row["id"]) for row in vms.updated}
+    vm_counts.changed = len((updated | written) - created)
+    result.add("vm", vm_counts)
     vm_ids = {vm.uuid: vms.pk_of(vm.uuid) for vm in snapshot.vms}
     seen_vm_ids = set(vm_ids.values())
 

@@ -68,3 +68,15 @@ def pool_summary(pool: Any) -> str:
     if d.get("label"):
         parts.append(f"“{d['label']}”")
     return " · ".join(parts)
+
+
+@register.simple_tag
+def force_power_off_vm(job: Any) -> Any:
+    """The VM to offer a forced power-off for after ``job`` (a graceful shutdown that timed out), or None."""
+    from inventory.models import VirtualMachine
+    from inventory.services.operations import can_force_power_off
+
+    if job.kind != "vm_shutdown" or job.target_id is None:
+        return None
+    vm = VirtualMachine.objects.select_related("provider").filter(pk=job.target_id).first()
+    return vm if can_force_power_off(job, vm) else None

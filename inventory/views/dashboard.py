@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from inventory import selectors
 from inventory.models import Host, Network, Provider, StoragePool, VirtualDisk, VirtualMachine
+from inventory.services.discovery import discoveries
+from vom.jobs.selectors import active_jobs
 from vom.web import charts
 from vom.web.views import render_fragment, requested_fragment, unknown_fragment
 
@@ -90,17 +91,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         return render_fragment(
             request,
             "inventory/dashboard/_operations.html",
-            {"operations": selectors.active_operations()[:RUNNING_OPERATIONS]},
+            {"jobs": active_jobs()[:RUNNING_OPERATIONS]},
         )
     if fragment == "discoveries":
         return render_fragment(
             request,
             "inventory/dashboard/_discoveries.html",
-            {"discoveries": selectors.discovery_list()[:RECENT_DISCOVERIES]},
+            {"discoveries": discoveries().select_related("requested_by")[:RECENT_DISCOVERIES]},
         )
     if fragment:
         raise unknown_fragment(fragment)
     context = summary_context()
-    context["operations"] = selectors.active_operations()[:RUNNING_OPERATIONS]
-    context["discoveries"] = selectors.discovery_list()[:RECENT_DISCOVERIES]
+    context["jobs"] = active_jobs()[:RUNNING_OPERATIONS]
+    context["discoveries"] = discoveries().select_related("requested_by")[:RECENT_DISCOVERIES]
     return render(request, "inventory/dashboard/dashboard.html", context)

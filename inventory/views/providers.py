@@ -14,10 +14,12 @@ from django.views.decorators.http import require_POST
 from inventory import selectors
 from inventory.filters import ProviderFilterSet
 from inventory.forms import ProviderEditForm, ProviderForm
-from inventory.models import DiscoveryRun, Operation, Provider, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import Provider, StoragePool, StorageVolume, VirtualMachine
 from inventory.services import discovery as discovery_service
 from inventory.services import operations as operation_service
 from inventory.services import providers as provider_service
+from vom.jobs.models import Job
+from vom.jobs.selectors import jobs_on
 from vom.web.roles import ADMIN, OPERATOR, role_required
 from vom.web.views import render_fragment, requested_fragment, unknown_fragment
 
@@ -33,8 +35,8 @@ def provider_list(request: HttpRequest) -> HttpResponse:
     return render(request, "inventory/providers/list.html", {"filter": filterset, "providers": filterset.qs})
 
 
-def _history(provider: Provider) -> list[DiscoveryRun]:
-    return list(provider.discoveries.select_related("requested_by").order_by("-created")[:DISCOVERY_HISTORY])
+def _history(provider: Provider) -> list[Job]:
+    return list(discovery_service.discoveries(provider).select_related("requested_by")[:DISCOVERY_HISTORY])
 
 
 def _overview_context(provider: Provider) -> dict[str, Any]:
@@ -53,9 +55,8 @@ def _overview_context(provider: Provider) -> dict[str, Any]:
     }
     check_vms = VirtualMachine.objects.filter(provider=provider, removed_at__isnull=True, check_ok=False)
     return {
-        "check_operation": selectors.operation_list()
-        .filter(provider=provider, kind=Operation.Kind.ENVIRONMENT_CHECK)
-        .order_by("-created", "-pk")
+        "check_operation": jobs_on("inventory.provider", provider.pk)
+        .filter(kind=operation_service.Kind.ENVIRONMENT_CHECK)
         .first(),
         "failed_check_vms": list(check_vms.order_by("name")[:FAILED_CHECKS_SHOWN]),
         "failed_check_count": check_vms.count(),
@@ -92,9 +93,7 @@ def provider_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # The active run is read before the provider and its inventory: a run is marked finished in the
     # transaction that updates the provider, after its inventory was written. So an answer that no
     # longer shows the run active (the last one a live region fetches) shows what the run found.
-    active_run = (
-        DiscoveryRun.objects.filter(provider_id=pk, status__in=discovery_service.ACTIVE).order_by("-created").first()
-    )
+    active_run = discovery_service.active_discovery(Provider(pk=pk))
     provider = get_object_or_404(selectors.provider_list(), pk=pk)
     context: dict[str, Any] = {"provider": provider, "active_run": active_run}
     if fragment == "discoveries":
@@ -156,29 +155,20 @@ def provider_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(OPERATOR)
 def provider_discover(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     provider = get_object_or_404(Provider, pk=pk)
-    active_before = set(provider.discoveries.filter(status__in=discovery_service.ACTIVE).values_list("pk", flat=True))
-    run = discovery_service.request_discovery(provider=provider, trigger=DiscoveryRun.Trigger.MANUAL, user=request.user)
-    if run.pk in active_before:
-        messages.info(request, f"A discovery of {provider.name} is already {run.status} (#{run.pk}).")
+    active_before = discovery_service.active_discovery(provider)
+    run = discovery_service.request_discovery(provider=provider, trigger=Job.Trigger.GUI, user=request.user)
+    if active_before is not None and run.pk == active_before.pk:
+        status = run.get_status_display().lower()
+        messages.info(request, f"A discovery of {provider.name} is already {status} (#{run.pk}).")
     else:
         messages.success(request, f"Discovery of {provider.name} queued (#{run.pk}).")
     return redirect(provider)
 
 
-def discovery_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(selectors.discovery_list(), pk=pk)
-    kinds = [
-        (kind, counts.get("added", 0), counts.get("changed", 0), counts.get("removed", 0))
-        for kind, counts in sorted((run.counts or {}).items())
-        if isinstance(counts, dict)
-    ]
-    context = {"run": run, "kinds": kinds}
-    fragment = requested_fragment(request)
-    if fragment == "run":
-        return render_fragment(request, "inventory/providers/_discovery_run.html", context)
-    if fragment:
-        raise unknown_fragment(fragment)
-    return render(request, "inventory/providers/discovery_detail.html", context)
+def discovery_detail(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    """A discovery is a job: its page is the job's (this address is kept for links made before)."""
+    run = get_object_or_404(discovery_service.discoveries(), pk=pk)
+    return redirect(run)
 
 
 @require_POST
@@ -187,9 +177,9 @@ def provider_check(request: HttpRequest, pk: int) -> HttpResponseRedirect:
     """Queue the environment check (credentials, and for RHEV the manager's own HA per VM)."""
     provider = get_object_or_404(Provider, pk=pk)
     try:
-        op = operation_service.request_environment_check(provider=provider, user=request.user)
+        job = operation_service.request_environment_check(provider=provider, user=request.user)
     except ValidationError as exc:
         messages.info(request, "; ".join(exc.messages))
     else:
-        messages.success(request, f"Environment check of {provider.name} queued (operation #{op.pk}).")
+        messages.success(request, f"Environment check of {provider.name} queued (operation #{job.pk}).")
     return redirect(provider)

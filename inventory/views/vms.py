@@ -17,10 +17,12 @@ from django.views.decorators.http import require_POST
 from inventory import selectors
 from inventory.filters import REMOVED_CHOICES, VMFilterSet
 from inventory.forms import BulkVMActionForm, SnapshotCreateForm, VMActionForm
-from inventory.models import Host, Operation, Provider, VirtualMachine
+from inventory.models import Host, Provider, VirtualMachine
 from inventory.services import operations as operation_service
 from inventory.views import platform
 from inventory.views.common import host_options, provider_options
+from vom.jobs.models import Job
+from vom.jobs.selectors import jobs_on
 from vom.web.roles import OPERATOR, role_required
 from vom.web.views import (
     PAGE_SIZES,
@@ -43,7 +45,8 @@ VM_SORTS = {
 }
 VM_OPERATIONS_SHOWN = 20
 REFUSALS_LISTED = 10
-Kind = Operation.Kind
+Kind = operation_service.Kind
+LABELS = operation_service.LABELS
 
 # How each power action is presented: button style and, for the disruptive ones, a confirmation.
 ACTION_STYLE: dict[str, tuple[str, str]] = {
@@ -70,7 +73,7 @@ def vm_list(request: HttpRequest) -> HttpResponse:
         "states": VirtualMachine.State.choices,
         "selected_states": request.GET.getlist("state"),
         "removed_choices": REMOVED_CHOICES,
-        "bulk_kinds": [(kind, Kind(kind).label) for kind in operation_service.VM_ACTIONS],
+        "bulk_kinds": [(kind, LABELS[kind]) for kind in operation_service.VM_ACTIONS],
         "platforms": dict(Provider.Kind.choices),
         "provider_options": provider_options(request),
         "host_options": host_options(request),
@@ -88,7 +91,7 @@ def vm_bulk_action(request: HttpRequest) -> HttpResponseRedirect:
         messages.error(request, "Nothing was queued: " + " ".join(problems))
         return redirect_back(request, "vm-list")
     kind = form.cleaned_data["kind"]
-    label = Kind(kind).label
+    label = LABELS[kind]
     queued, refused = operation_service.request_bulk_vm_operation(
         vms=form.cleaned_data["vm"], kind=kind, user=request.user
     )
@@ -108,17 +111,15 @@ def _refusal_text(vm: VirtualMachine, reason: str) -> str:
     return reason if repr(vm.name) in reason or vm.name in reason else f"{vm.name}: {reason}"
 
 
-def _vm_operations(vm: VirtualMachine) -> list[Operation]:
-    return list(selectors.operation_list().filter(vm=vm).order_by("-created", "-pk")[:VM_OPERATIONS_SHOWN])
+def _vm_operations(vm: VirtualMachine) -> list[Job]:
+    return list(jobs_on("inventory.virtualmachine", vm.pk)[:VM_OPERATIONS_SHOWN])
 
 
 def _actions(vm: VirtualMachine) -> list[dict[str, str]]:
     actions = []
     for kind in operation_service.allowed_operations(vm):
         style, confirm = ACTION_STYLE.get(kind, ("", ""))
-        actions.append(
-            {"kind": kind, "label": Kind(kind).label, "style": style, "confirm": confirm.format(name=vm.name)}
-        )
+        actions.append({"kind": kind, "label": LABELS[kind], "style": style, "confirm": confirm.format(name=vm.name)})
     return actions
 
 
@@ -174,11 +175,11 @@ def vm_action(request: HttpRequest, pk: int) -> HttpResponseRedirect:
         messages.error(request, "Not queued: " + " ".join(problems))
         return redirect(vm)
     try:
-        op = operation_service.request_vm_operation(
+        job = operation_service.request_vm_operation(
             vm=vm, kind=form.cleaned_data["kind"], user=request.user, params=form.params()
         )
     except ValidationError as exc:
         messages.error(request, "; ".join(exc.messages))
     else:
-        messages.success(request, f"{op.get_kind_display()} of {vm.name} queued (operation #{op.pk}).")
+        messages.success(request, f"{job.kind_label} of {vm.name} queued (operation #{job.pk}).")
     return redirect(vm)

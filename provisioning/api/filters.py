@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import django_filters as df
 
-from inventory.models import Operation, Provider, StoragePool
+from inventory.models import Provider, StoragePool
 from provisioning.models import GoldenImage, Mode, ProvisioningRequest
+from vom.jobs.models import Job
 
 
 class GoldenImageFilterSet(df.FilterSet):
@@ -20,12 +21,12 @@ class GoldenImageFilterSet(df.FilterSet):
 
 
 class ProvisioningRequestFilterSet(df.FilterSet):
-    status = df.MultipleChoiceFilter(field_name="operation__status", choices=Operation.Status.choices)
+    status = df.MultipleChoiceFilter(field_name="job__status", choices=Job.Status.choices)
     golden_image = df.ModelChoiceFilter(queryset=GoldenImage.objects.all())
     provider = df.ModelChoiceFilter(queryset=Provider.objects.all())
     mode = df.ChoiceFilter(choices=Mode.choices)
     cancelled = df.BooleanFilter(
-        field_name="cancel_requested", lookup_expr="isnull", exclude=True, label="Cancellation asked for"
+        field_name="job__cancel_requested", lookup_expr="isnull", exclude=True, label="Cancellation asked for"
     )
 
     class Meta:

@@ -239,6 +239,10 @@ class ProvisionedVMSerializer(serializers.ModelSerializer[ProvisionedVM]):
     """One VM of a request: its step and what was made for it; ``vm`` is the inventory's VM once discovered."""
 
     vm = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=ProvisionedVM.Status.choices, read_only=True)
+    error = serializers.CharField(read_only=True)
+    started = serializers.DateTimeField(read_only=True, allow_null=True)
+    finished = serializers.DateTimeField(read_only=True, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
@@ -246,7 +250,9 @@ class ProvisionedVMSerializer(serializers.ModelSerializer[ProvisionedVM]):
         fields = [
             "index",
             "name",
+            "job",
             "status",
+            "phase",
             "volume_name",
             "volume_path",
             "capacity_bytes",
@@ -268,17 +274,17 @@ class ProvisionedVMSerializer(serializers.ModelSerializer[ProvisionedVM]):
 
 
 class ProvisioningRequestSerializer(serializers.ModelSerializer[ProvisioningRequest]):
-    """A request as asked, with its operation's status and progress and how many VMs are done or failed."""
+    """A request as asked, with its job's status and progress and how many VMs are done or failed."""
 
     url = serializers.HyperlinkedIdentityField(view_name="api:provisioningrequest-detail")
-    status = serializers.CharField(source="operation.status", read_only=True)
-    progress = serializers.IntegerField(source="operation.progress", read_only=True)
-    message = serializers.CharField(source="operation.message", read_only=True)
-    error = serializers.CharField(source="operation.error", read_only=True)
-    requested_by = _name_of("operation.requested_by.username")
-    created = serializers.DateTimeField(source="operation.created", read_only=True)
-    started = serializers.DateTimeField(source="operation.started", read_only=True, allow_null=True)
-    finished = serializers.DateTimeField(source="operation.finished", read_only=True, allow_null=True)
+    status = serializers.CharField(source="job.status", read_only=True)
+    progress = serializers.IntegerField(source="job.progress", read_only=True)
+    message = serializers.CharField(source="job.message", read_only=True)
+    error = serializers.CharField(source="job.error", read_only=True)
+    requested_by = _name_of("job.requested_by.username")
+    created = serializers.DateTimeField(source="job.created", read_only=True)
+    started = serializers.DateTimeField(source="job.started", read_only=True, allow_null=True)
+    finished = serializers.DateTimeField(source="job.finished", read_only=True, allow_null=True)
     provider_name = _name_of("provider.name")
     host_name = _name_of("host.hostname")
     done = serializers.IntegerField(source="done_count", read_only=True, help_text="VMs provisioned.")
@@ -286,14 +292,15 @@ class ProvisioningRequestSerializer(serializers.ModelSerializer[ProvisioningRequ
     cancelled = serializers.IntegerField(
         source="cancelled_count", read_only=True, help_text="VMs not made because the request was cancelled."
     )
-    cancelled_by = _name_of("cancelled_by.username")
+    cancelled_by = _name_of("job.cancelled_by.username")
+    cancel_requested = serializers.DateTimeField(source="job.cancel_requested", read_only=True, allow_null=True)
 
     class Meta:
         model = ProvisioningRequest
         fields = [
             "id",
             "url",
-            "operation",
+            "job",
             "status",
             "progress",
             "message",

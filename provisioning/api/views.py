@@ -30,21 +30,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from inventory import selectors as inventory_selectors
-from inventory.api import serializers as inventory_serializers
-from inventory.api.views import QUEUED_OPERATION, operation_accepted
-from inventory.filters import OperationFilterSet
-from inventory.models import Operation, StoragePool
+from inventory.models import StoragePool
 from provisioning import selectors
 from provisioning.api import serializers as s
 from provisioning.api.filters import GoldenImageFilterSet, ProvisioningRequestFilterSet
 from provisioning.models import GoldenImage
 from provisioning.services.common import MiB
+from provisioning.services.disks import Kind as DiskKind
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.golden_images import register_golden_image, unregister_golden_image
 from provisioning.services.requests import cancel_provisioning, request_provisioning, request_vm_from_volume
 from provisioning.services.savings import image_savings, pool_savings
-from vom.web.api import FIELD_ERRORS, REFUSED, ListFiltersMixin, VomPagination, accepted, call_service
+from vom.jobs.api import QUEUED_JOB, JobSerializer, job_accepted
+from vom.jobs.filters import JobFilterSet
+from vom.jobs.models import Job
+from vom.jobs.selectors import job_list
+from vom.web.api import FIELD_ERRORS, QUEUE_DOWN, REFUSED, ListFiltersMixin, VomPagination, accepted, call_service
 from vom.web.roles import ADMIN, OPERATOR
 
 # --- golden images ------------------------------------------------------------------------------------
@@ -115,6 +116,7 @@ class GoldenImageViewSet(
             ),
             400: FIELD_ERRORS,
             409: REFUSED,
+            503: QUEUE_DOWN,
         },
         summary="Provision VMs from the golden image",
         description="Validate and queue a provisioning request: `count` VMs named by `name_pattern` (e.g. "
@@ -135,6 +137,7 @@ class GoldenImageViewSet(
             request_provisioning,
             golden_image=image,
             user=request.user,
+            trigger=Job.Trigger.API,
             memory_bytes=memory_mib * MiB if memory_mib is not None else None,
             **data,
         )
@@ -167,7 +170,7 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
     ``POST /api/vms-from-volume/``)."""
 
     filterset_class = ProvisioningRequestFilterSet
-    ordering_fields = ["id", "count", "golden_image_name", "operation__created", "operation__status"]
+    ordering_fields = ["id", "count", "golden_image_name", "job__created", "job__status"]
     ordering = ["-id"]
     write_role = OPERATOR
 
@@ -222,6 +225,7 @@ class ProvisioningRequestViewSet(ListFiltersMixin, viewsets.ReadOnlyModelViewSet
             ),
             400: FIELD_ERRORS,
             409: REFUSED,
+            503: QUEUE_DOWN,
         },
         summary="Provision a VM from a pool volume",
         description="Validate and queue a provisioning request for one VM `name` whose boot disk is a `full` copy or "
@@ -237,7 +241,7 @@ class VMFromVolumeViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.Gene
     """POST queues a one-VM provisioning request (202 + ``Location``); GET lists the requests made from volumes."""
 
     filterset_class = ProvisioningRequestFilterSet
-    ordering_fields = ["id", "golden_image_name", "operation__created", "operation__status"]
+    ordering_fields = ["id", "golden_image_name", "job__created", "job__status"]
     ordering = ["-id"]
     write_role = OPERATOR
 
@@ -255,6 +259,7 @@ class VMFromVolumeViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.Gene
         provisioning = call_service(
             request_vm_from_volume,
             user=request.user,
+            trigger=Job.Trigger.API,
             memory_bytes=memory_mib * MiB if memory_mib is not None else None,
             **data,
         )
@@ -299,27 +304,27 @@ class PoolSavingsViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 
 
 class _StorageOperationViewSet(ListFiltersMixin, mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
-    """POST queues one operation (202 + ``Location``); GET lists the operations of this kind, newest first."""
+    """POST queues one job (202 + ``Location``); GET lists the jobs of this kind, newest first."""
 
     kind: str = ""
     body_class: type[BaseSerializer[Any]]
-    filterset_class = OperationFilterSet
+    filterset_class = JobFilterSet
     ordering_fields = ["created", "started", "finished", "status"]
     ordering = ["-created"]
     write_role = OPERATOR
 
-    def get_queryset(self) -> QuerySet[Operation]:
-        return inventory_selectors.operation_list().filter(kind=self.kind)
+    def get_queryset(self) -> QuerySet[Job]:
+        return job_list().filter(kind=self.kind)
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
-        return self.body_class if self.action == "create" else inventory_serializers.OperationSerializer
+        return self.body_class if self.action == "create" else JobSerializer
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = self.body_class(data=request.data)
         body.is_valid(raise_exception=True)
-        return operation_accepted(request, self.request_operation(dict(body.validated_data)))
+        return job_accepted(request, self.request_operation(dict(body.validated_data)))
 
-    def request_operation(self, data: dict[str, Any]) -> Operation:
+    def request_operation(self, data: dict[str, Any]) -> Job:
         raise NotImplementedError
 
 
@@ -332,7 +337,7 @@ def _size_names(data: dict[str, Any]) -> dict[str, str]:
     list=extend_schema(description="Data-disk operations (`disk_add`), newest first."),
     create=extend_schema(
         request=s.DataDiskSerializer,
-        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        responses={202: QUEUED_JOB, 400: FIELD_ERRORS, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Provision a data disk for a VM",
         description="Queue a `disk_add` operation: create a volume of `size_bytes` (or `size_gib`) and `format` in "
         "`pool` — or take the existing `volume` — and attach it to `vm` as the next free target on `bus`: to the "
@@ -343,19 +348,19 @@ def _size_names(data: dict[str, Any]) -> dict[str, str]:
     ),
 )
 class DataDiskViewSet(_StorageOperationViewSet):
-    kind = Operation.Kind.DISK_ADD
+    kind = DiskKind.DISK_ADD
     body_class = s.DataDiskSerializer
 
-    def request_operation(self, data: dict[str, Any]) -> Operation:
+    def request_operation(self, data: dict[str, Any]) -> Job:
         renamed = _size_names(data)
-        return call_service(request_disk_add, renamed=renamed, user=self.request.user, **data)  # type: ignore[no-any-return]
+        return call_service(request_disk_add, renamed=renamed, user=self.request.user, trigger=Job.Trigger.API, **data)  # type: ignore[no-any-return]
 
 
 @extend_schema_view(
     list=extend_schema(description="Disk-resize operations (`disk_resize`), newest first."),
     create=extend_schema(
         request=s.DiskResizeSerializer,
-        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        responses={202: QUEUED_JOB, 400: FIELD_ERRORS, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Grow a VM's disk",
         description="Queue a `disk_resize` operation growing `disk` to `size_bytes` (or `size_gib`). Refused on "
         "`disk` for a virtio disk of a VM that is not shut off (virtio-blk has no online resize), and on the size "
@@ -364,10 +369,10 @@ class DataDiskViewSet(_StorageOperationViewSet):
     ),
 )
 class DiskResizeViewSet(_StorageOperationViewSet):
-    kind = Operation.Kind.DISK_RESIZE
+    kind = DiskKind.DISK_RESIZE
     body_class = s.DiskResizeSerializer
 
-    def request_operation(self, data: dict[str, Any]) -> Operation:
+    def request_operation(self, data: dict[str, Any]) -> Job:
         renamed = _size_names(data)
         disk = data["disk"]
         vm = data.get("vm") or disk.vm
@@ -378,6 +383,7 @@ class DiskResizeViewSet(_StorageOperationViewSet):
             disk=disk,
             size_bytes=data["size_bytes"],
             user=self.request.user,
+            trigger=Job.Trigger.API,
         )
 
 
@@ -385,7 +391,7 @@ class DiskResizeViewSet(_StorageOperationViewSet):
     list=extend_schema(description="Volume-clone operations (`volume_clone`), newest first."),
     create=extend_schema(
         request=s.VolumeCloneSerializer,
-        responses={202: QUEUED_OPERATION, 400: FIELD_ERRORS, 409: REFUSED},
+        responses={202: QUEUED_JOB, 400: FIELD_ERRORS, 409: REFUSED, 503: QUEUE_DOWN},
         summary="Clone a volume",
         description="Queue a `volume_clone` operation: a `full` copy of `volume`, or a `space_optimized` qcow2 "
         "child backed by it, named `name`, in `pool` (default: the volume's own). Refused on its field: a name "
@@ -394,8 +400,8 @@ class DiskResizeViewSet(_StorageOperationViewSet):
     ),
 )
 class VolumeCloneViewSet(_StorageOperationViewSet):
-    kind = Operation.Kind.VOLUME_CLONE
+    kind = DiskKind.VOLUME_CLONE
     body_class = s.VolumeCloneSerializer
 
-    def request_operation(self, data: dict[str, Any]) -> Operation:
-        return call_service(request_volume_clone, user=self.request.user, **data)  # type: ignore[no-any-return]
+    def request_operation(self, data: dict[str, Any]) -> Job:
+        return call_service(request_volume_clone, user=self.request.user, trigger=Job.Trigger.API, **data)  # type: ignore[no-any-return]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 
 from inventory.drivers.libvirt import LibvirtDriver
-from inventory.models import DiscoveryRun, Provider, StoragePool
+from inventory.models import Provider, StoragePool
 from inventory.services.discovery import DiscoveryBusy, discover_now
-from inventory.services.operations import OperationRun
 from inventory.services.providers import provider_driver
+from vom.jobs.context import JobContext
+from vom.jobs.models import Job
 
 # A VM or volume name the console makes: usable as a libvirt name, a file name and (mostly) a host name.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -34,7 +34,7 @@ def require_libvirt(provider: Provider) -> None:
 
 @contextmanager
 def libvirt_driver(provider: Provider) -> Iterator[LibvirtDriver]:
-    """The provider's libvirt driver, closed afterwards. Raises DriverError/SecretError when unreachable."""
+    """The provider's libvirt driver, closed afterwards. Raises DriverError when unreachable."""
     driver = provider_driver(provider)
     try:
         if not isinstance(driver, LibvirtDriver):
@@ -59,26 +59,18 @@ def volume_file_name(base: str, fmt: str) -> str:
     return f"{base}.{'qcow2' if fmt == 'qcow2' else 'img'}"
 
 
-def refresh_inventory(provider: Provider, run: OperationRun, *, wait_seconds: float = 120) -> DiscoveryRun | None:
+def refresh_inventory(provider: Provider, ctx: JobContext) -> Job | None:
     """Discover ``provider`` now, in this worker, so the inventory shows what was just made.
 
-    A discovery already running may have read the platform before the change: wait for it to end,
-    then run one more.
+    None when a discovery of the provider is already running: it may have read the platform before
+    the change, so the caller tries again in a later step (a worker never waits for it).
     """
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            result = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.OPERATION)
-        except DiscoveryBusy:
-            if time.monotonic() >= deadline:
-                run.log(
-                    "a discovery of the provider is still running: the inventory updates at the next one", "warning"
-                )
-                return None
-            time.sleep(1)
-            continue
-        if result.status == DiscoveryRun.Status.SUCCEEDED:
-            run.log(f"inventory refreshed (discovery #{result.pk})")
-        else:
-            run.log(f"the inventory could not be refreshed: {result.error}", "warning")
-        return result
+    try:
+        result = discover_now(provider=provider, trigger=Job.Trigger.JOB)
+    except DiscoveryBusy:
+        return None
+    if result.status == Job.Status.SUCCEEDED:
+        ctx.log(f"inventory refreshed (discovery #{result.pk})")
+    else:
+        ctx.log(f"the inventory could not be refreshed: {result.error}", "warning")
+    return result

@@ -1,8 +1,8 @@
 """Storage for existing VMs: provision a data disk, resize a disk, clone a volume.
 
 Each is validated here against the inventory (so the refusal comes at once, with the reason), recorded
-as an :class:`~inventory.models.Operation` and executed on the provisioning queue, where the driver
-checks again against the platform itself.
+as a job (``vom.jobs``; a disk add or resize holds its VM's lock, like any VM operation) and executed
+on the provisioning queue, where the driver checks again against the platform itself.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from inventory.drivers.base import DriverError
 from inventory.drivers.libvirt import LibvirtDriver
-from inventory.drivers.libvirt_storage import (
+from inventory.drivers.libvirt.storage import (
     VIRTIO_BLK_MAX_DISKS,
     attach_disk,
     clone_volume,
@@ -26,16 +25,8 @@ from inventory.drivers.libvirt_storage import (
     domains_using,
     resize_disk,
 )
-from inventory.models import Operation, StoragePool, StorageVolume, VirtualDisk, VirtualMachine
-from inventory.secrets import SecretError
-from inventory.services.operations import (
-    OperationRun,
-    claim_operation,
-    create_vm_operation,
-    enqueue_operation,
-    expire_abandoned_operations,
-    finish_operation,
-)
+from inventory.models import Provider, StoragePool, StorageVolume, VirtualDisk, VirtualMachine
+from inventory.services.operations import create_vm_job
 from provisioning.models import Mode
 from provisioning.services.common import (
     NAME_RE,
@@ -50,18 +41,26 @@ from provisioning.services.common import (
     volume_file_name,
 )
 from provisioning.services.requests import space_needed
+from vom.jobs import lifecycle
+from vom.jobs.context import JobContext
+from vom.jobs.kinds import JobKind
+from vom.jobs.models import Job
+from vom.jobs.outcomes import Done, JobFailed, Outcome
 from vom.web.units import human_bytes
 
 logger = logging.getLogger(__name__)
-Kind = Operation.Kind
 S = VirtualMachine.State
+
+
+class Kind:
+    DISK_ADD = "disk_add"
+    DISK_RESIZE = "disk_resize"
+    VOLUME_CLONE = "volume_clone"
+
+
 DISK_BUSES = ("virtio", "scsi")
 MIN_DISK_BYTES = 1 * MiB
 MAX_DISK_BYTES = 64 * 1024 * GiB
-
-
-def _user(user: Any | None) -> Any | None:
-    return user if user is not None and user.is_authenticated else None
 
 
 def vm_problem(vm: VirtualMachine) -> str | None:
@@ -73,15 +72,8 @@ def vm_problem(vm: VirtualMachine) -> str | None:
     return None
 
 
-def _create_vm_operation(*, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None) -> Operation:
-    expire_abandoned_operations(vm)
-    return create_vm_operation(vm=vm, kind=kind, params=params, user=user, enqueue=_enqueue)
-
-
-def _enqueue(op_id: int) -> None:
-    from provisioning.tasks import run_storage_operation
-
-    enqueue_operation(op_id, run_storage_operation.delay)
+def _queue_vm_job(*, vm: VirtualMachine, kind: str, params: dict[str, Any], user: Any | None, trigger: str) -> Job:
+    return lifecycle.submit(create_vm_job(vm=vm, kind=kind, params=params, user=user, trigger=trigger))
 
 
 # --- data disks -------------------------------------------------------------------------------
@@ -117,7 +109,8 @@ def request_disk_add(
     name: str = "",
     volume: StorageVolume | None = None,
     shareable: bool = False,
-) -> Operation:
+    trigger: str = Job.Trigger.GUI,
+) -> Job:
     """Provision a data disk for ``vm``: a new volume in ``pool`` (or an existing ``volume``), attached
     as the next free target on ``bus`` — to the running VM where the platform allows it, and always to
     its persistent definition. Raises ValidationError with field errors.
@@ -183,7 +176,7 @@ def request_disk_add(
             params.update(pool=pool.name, size_bytes=size_bytes, format=format, name=name)
     if errors:
         raise ValidationError(errors)
-    return _create_vm_operation(vm=vm, kind=Kind.DISK_ADD, params=params, user=user)
+    return _queue_vm_job(vm=vm, kind=Kind.DISK_ADD, params=params, user=user, trigger=trigger)
 
 
 def _free_volume_name(vm: VirtualMachine, pool: StoragePool | None, fmt: str) -> str:
@@ -196,7 +189,9 @@ def _free_volume_name(vm: VirtualMachine, pool: StoragePool | None, fmt: str) ->
     return volume_file_name(f"{base}-data", fmt)
 
 
-def request_disk_resize(*, vm: VirtualMachine, disk: VirtualDisk, size_bytes: int, user: Any | None) -> Operation:
+def request_disk_resize(
+    *, vm: VirtualMachine, disk: VirtualDisk, size_bytes: int, user: Any | None, trigger: str = Job.Trigger.GUI
+) -> Job:
     """Grow one of ``vm``'s disks. virtio disks only while the VM is shut off (no online resize)."""
     problem = vm_problem(vm)
     if problem:
@@ -233,7 +228,7 @@ def request_disk_resize(*, vm: VirtualMachine, disk: VirtualDisk, size_bytes: in
             {"disk": [f"{disk.target} is the backing image of space-optimized volumes: changing it corrupts them."]}
         )
     params = {"target": disk.target, "size_bytes": size_bytes, "path": disk.source}
-    return _create_vm_operation(vm=vm, kind=Kind.DISK_RESIZE, params=params, user=user)
+    return _queue_vm_job(vm=vm, kind=Kind.DISK_RESIZE, params=params, user=user, trigger=trigger)
 
 
 # --- volume clones ----------------------------------------------------------------------------
@@ -246,7 +241,8 @@ def request_volume_clone(
     user: Any | None,
     pool: StoragePool | None = None,
     mode: str = Mode.FULL,
-) -> Operation:
+    trigger: str = Job.Trigger.GUI,
+) -> Job:
     """Clone ``volume`` into ``pool`` (its own by default): a full copy or a space-optimized child."""
     provider = volume.pool.provider
     require_libvirt(provider)
@@ -277,11 +273,12 @@ def request_volume_clone(
         errors["volume"] = [f"Volume {volume.name} has no path to clone from."]
     if errors:
         raise ValidationError(errors)
-    op = Operation.objects.create(
-        kind=Kind.VOLUME_CLONE,
-        provider=provider,
+    job = lifecycle.create(
+        Kind.VOLUME_CLONE,
+        target=volume,
         target_name=volume.name,
         params={
+            "provider": provider.pk,
             "source": volume.path,
             "source_format": volume.format or "raw",
             "pool": pool.name,
@@ -289,64 +286,59 @@ def request_volume_clone(
             "mode": mode,
             "format": fmt,
         },
-        requested_by=_user(user),
-        message="queued",
+        user=user,
+        trigger=trigger,
     )
-    op_id = op.pk
-    transaction.on_commit(lambda: _enqueue(op_id))
-    return op
+    return lifecycle.submit(job)
 
 
 # --- execution --------------------------------------------------------------------------------
 
 
-class _Failed(Exception):
-    pass
+def _provider_of(ctx: JobContext) -> tuple[Provider, VirtualMachine | None]:
+    if ctx.job.kind == Kind.VOLUME_CLONE:
+        provider = Provider.objects.filter(pk=int(ctx.params.get("provider") or 0)).first()
+        if provider is None:
+            raise JobFailed("the host was deleted from the inventory before the clone ran")
+        return provider, None
+    vm = VirtualMachine.objects.select_related("provider").filter(pk=ctx.target_pk).first()
+    if vm is None:
+        raise JobFailed("the VM was deleted from the inventory before it ran")
+    return vm.provider, vm
 
 
-def execute_storage_operation(op_id: int) -> Operation:
-    """Claim and execute a disk add, disk resize or volume clone; a second delivery does nothing."""
-    op, claimed = claim_operation(op_id)
-    if not claimed:
-        return op
-    run = OperationRun(op)
-    provider = op.vm.provider if op.vm is not None else op.provider
-    if provider is None or (op.kind != Kind.VOLUME_CLONE and op.vm is None):
-        return finish_operation(op, ok=False, error="the VM or host was deleted from the inventory before it ran")
-    run.log(f"{op.get_kind_display()} on {provider.name}: {op.target_name}")
+def execute_storage_job(ctx: JobContext) -> Outcome:
+    """A disk add, disk resize or volume clone: one step, the platform asked once."""
+    provider, vm = _provider_of(ctx)
+    ctx.log(f"{ctx.job.kind_label} on {provider.name}: {ctx.job.target_name}")
     try:
         with libvirt_driver(provider) as driver:
-            run.progress(10, op.get_kind_display().lower())
-            _EXECUTORS[op.kind](driver, op, run)
-    except _Failed as exc:
-        run.log(str(exc), "error")
-        return finish_operation(op, ok=False, error=str(exc))
-    except (DriverError, SecretError, ValidationError) as exc:
-        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-        run.log(message, "error")
-        return finish_operation(op, ok=False, error=message)
-    except Exception as exc:
-        logger.exception("storage operation #%s failed unexpectedly", op_id)
-        return finish_operation(op, ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
-    run.progress(90, "refreshing the inventory")
-    refresh_inventory(provider, run)
-    run.log("done")
-    return finish_operation(op, ok=True)
+            ctx.progress(10, ctx.job.kind_label.lower())
+            result = _EXECUTORS[ctx.job.kind](driver, vm, ctx)
+    except ValidationError as exc:
+        raise JobFailed("; ".join(exc.messages)) from None
+    ctx.progress(90, "refreshing the inventory")
+    refresh_inventory(provider, ctx)
+    ctx.log("done")
+    return Done(result)
 
 
-def _disk_add(driver: LibvirtDriver, op: Operation, run: OperationRun) -> None:
-    vm = op.vm
+StorageExecutor = Callable[[LibvirtDriver, VirtualMachine | None, JobContext], dict[str, Any]]
+
+
+def _disk_add(driver: LibvirtDriver, vm: VirtualMachine | None, ctx: JobContext) -> dict[str, Any]:
     assert vm is not None
-    p = op.params
+    p = ctx.params
     created = False
+    result: dict[str, Any] = {}
     path = str(p.get("volume_path") or "")
     if not path:
-        run.log(f"creating {p['format']} volume {p['name']} ({human_bytes(int(p['size_bytes']))}) in pool {p['pool']}")
+        ctx.log(f"creating {p['format']} volume {p['name']} ({human_bytes(int(p['size_bytes']))}) in pool {p['pool']}")
         info = create_volume(driver, str(p["pool"]), str(p["name"]), int(p["size_bytes"]), str(p["format"]))
         path, created = info.path, True
-        op.result = {**op.result, "volume_path": path}
+        result["volume_path"] = path
     try:
-        result = attach_disk(
+        attached = attach_disk(
             driver,
             vm.uuid,
             source_path=path,
@@ -358,40 +350,48 @@ def _disk_add(driver: LibvirtDriver, op: Operation, run: OperationRun) -> None:
         # Remove the new volume unless a VM still holds it (a hot-plug the guest has not released yet).
         if created and not domains_using(driver, path):
             delete_volume(driver, str(p["pool"]), str(p["name"]), missing_ok=True)
-            raise _Failed(f"cannot attach the disk: {exc}; volume {p['name']} removed") from exc
+            raise JobFailed(f"cannot attach the disk: {exc}; volume {p['name']} removed") from exc
         if created:
-            raise _Failed(f"cannot attach the disk: {exc}; volume {p['name']} is still in use and was kept") from exc
-        raise _Failed(f"cannot attach the disk: {exc}") from exc
-    op.result = {**op.result, "target": result.target, "live": result.live, "persistent": result.persistent}
-    where = " and ".join(w for w, ok in (("the running VM", result.live), ("its definition", result.persistent)) if ok)
-    run.log(f"{path} attached as {result.target} ({p['bus']}) to {where}")
-    if result.note:
-        run.log(result.note, "warning")
+            message = f"cannot attach the disk: {exc}; volume {p['name']} is still in use and was kept"
+            raise JobFailed(message, result) from exc
+        raise JobFailed(f"cannot attach the disk: {exc}") from exc
+    result.update(target=attached.target, live=attached.live, persistent=attached.persistent)
+    where = " and ".join(
+        w for w, ok in (("the running VM", attached.live), ("its definition", attached.persistent)) if ok
+    )
+    ctx.log(f"{path} attached as {attached.target} ({p['bus']}) to {where}")
+    if attached.note:
+        ctx.log(attached.note, "warning")
+    return result
 
 
-def _disk_resize(driver: LibvirtDriver, op: Operation, run: OperationRun) -> None:
-    vm = op.vm
+def _disk_resize(driver: LibvirtDriver, vm: VirtualMachine | None, ctx: JobContext) -> dict[str, Any]:
     assert vm is not None
-    size = int(op.params["size_bytes"])
-    resize_disk(driver, vm.uuid, str(op.params["target"]), size)
-    op.result = {**op.result, "size_bytes": size}
-    run.log(f"{op.params['target']} grown to {human_bytes(size)}; grow the partition and file system in the guest")
+    size = int(ctx.params["size_bytes"])
+    resize_disk(driver, vm.uuid, str(ctx.params["target"]), size)
+    ctx.log(f"{ctx.params['target']} grown to {human_bytes(size)}; grow the partition and file system in the guest")
+    return {"size_bytes": size}
 
 
-def _volume_clone(driver: LibvirtDriver, op: Operation, run: OperationRun) -> None:
-    p = op.params
+def _volume_clone(driver: LibvirtDriver, vm: VirtualMachine | None, ctx: JobContext) -> dict[str, Any]:
+    p = ctx.params
     if p["mode"] == Mode.SPACE_OPTIMIZED:
         info = create_overlay_volume(
             driver, str(p["pool"]), str(p["name"]), str(p["source"]), str(p.get("source_format") or "qcow2")
         )
     else:
         info = clone_volume(driver, str(p["pool"]), str(p["source"]), str(p["name"]), str(p["format"]))
-    op.result = {**op.result, "volume_path": info.path, "allocation_bytes": info.allocation_bytes}
-    run.log(f"{info.path} created ({human_bytes(info.allocation_bytes)} allocated)")
+    ctx.log(f"{info.path} created ({human_bytes(info.allocation_bytes)} allocated)")
+    return {"volume_path": info.path, "allocation_bytes": info.allocation_bytes}
 
 
-_EXECUTORS: dict[str, Callable[[LibvirtDriver, Operation, OperationRun], None]] = {
+_EXECUTORS: dict[str, StorageExecutor] = {
     Kind.DISK_ADD: _disk_add,
     Kind.DISK_RESIZE: _disk_resize,
     Kind.VOLUME_CLONE: _volume_clone,
 }
+_LABELS = {Kind.DISK_ADD: "Add disk", Kind.DISK_RESIZE: "Resize disk", Kind.VOLUME_CLONE: "Clone volume"}
+KINDS = [
+    JobKind(name=kind, label=_LABELS[kind], queue="provisioning", run=execute_storage_job, errors=(DriverError,))
+    for kind in _EXECUTORS
+]

@@ -8,9 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from inventory.drivers.base import DriverError
-from inventory.drivers.libvirt_storage import domain_definition, domain_is_active, volume_by_path
+from inventory.drivers.libvirt.storage import domain_definition, domain_is_active, volume_by_path
 from inventory.models import StorageVolume, VirtualDisk, VirtualMachine
-from inventory.secrets import SecretError
 from provisioning.models import GoldenImage
 from provisioning.services.common import libvirt_driver, require_libvirt
 
@@ -123,7 +122,7 @@ def register_golden_image(
                 )
             template_xml = domain_definition(driver, template_vm.uuid)
             info = volume_by_path(driver, volume.path)
-    except (DriverError, SecretError) as exc:
+    except DriverError as exc:
         raise ValidationError(f"cannot read the image from {provider.name}: {exc}") from exc
     if info is None:
         raise ValidationError({"volume": [f"{volume.path} no longer exists on {provider.name}."]})

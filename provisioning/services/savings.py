@@ -13,6 +13,7 @@ from django.db.models import Count, QuerySet, Sum
 
 from inventory.models import StoragePool, StorageVolume, VirtualDisk, VirtualMachine
 from provisioning.models import GoldenImage, Mode, ProvisionedVM
+from vom.jobs.models import Job
 
 
 @dataclass
@@ -97,7 +98,7 @@ def image_savings(image: GoldenImage) -> ImageSavings:
     parent = provider_volumes.filter(path=image.volume_path).first()
     parent_bytes = parent.allocation_bytes if parent is not None else image.allocation_bytes
     overlays = list(provider_volumes.filter(backing_store=image.volume_path).order_by("name"))
-    made = ProvisionedVM.objects.filter(request__golden_image=image, status=ProvisionedVM.Status.DONE)
+    made = ProvisionedVM.objects.filter(request__golden_image=image, job__status=Job.Status.SUCCEEDED)
     requests_by_path = dict(made.values_list("volume_path", "request_id"))
     full_paths = list(made.filter(request__mode=Mode.FULL).values_list("volume_path", flat=True))
     full = list(provider_volumes.filter(path__in=full_paths).order_by("name"))

@@ -16,7 +16,7 @@ register = template.Library()
 
 @register.simple_tag
 def request_status_badge(op: Any, cancelled: int, failed: int) -> SafeString:
-    """A provisioning request's status: "Cancelled" when a cancellation alone ended it, else its operation's."""
+    """A provisioning request's status: "Cancelled" when a cancellation alone ended it, else its job's."""
     if ended_by_cancel(op, cancelled=cancelled, failed=failed):
         return format_html('<span class="badge badge-amber">{}</span>', "Cancelled")
     return status_badge(op)

@@ -42,14 +42,14 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 def _live_context(provisioning: ProvisioningRequest) -> dict[str, Any]:
-    """The request's operation (read first, with the request), then its VMs and their inventory VMs.
+    """The request's job (read first, with the request), then its VMs and their inventory VMs.
 
-    A VM's row is written before its operation finishes, and the operation finishes after the
-    inventory was refreshed: an answer that shows the operation finished shows every VM's outcome
+    A VM's row is written before its job finishes, and the request's job finishes after the
+    inventory was refreshed: an answer that shows the job finished shows every VM's outcome
     and links them to the inventory.
     """
-    op = provisioning.operation
-    rows = list(provisioning.vms.all())
+    op = provisioning.job
+    rows = list(provisioning.vms.select_related("job"))
     vms = selectors.vms_by_uuid(provisioning.provider_id, (row.vm_uuid for row in rows))
     table = [{"row": row, "vm": vms.get(row.vm_uuid), "badge": STEP_CLASS.get(row.status, "grey")} for row in rows]
     counts = {status: 0 for status in V.values}
@@ -89,8 +89,8 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, f"Not cancelled: {'; '.join(exc.messages)}.")
         return redirect(provisioning)
-    provisioning.operation.refresh_from_db()
-    if provisioning.operation.is_active:
+    provisioning.job.refresh_from_db()
+    if provisioning.job.is_active:
         messages.warning(
             request,
             f"Cancelling request #{provisioning.pk}: it stops before its next VM. The VM being made finishes "

@@ -13,17 +13,18 @@ from django.urls import reverse
 from inventory import selectors
 from inventory.filters import VMFilterSet
 from inventory.models import (
-    DiscoveryRun,
     NetworkInterface,
-    Operation,
     Provider,
     StorageVolume,
     VirtualDisk,
     VirtualMachine,
     VMSnapshot,
 )
+from inventory.services.discovery import discoveries
 from tests.factories import make_inventory, make_provider, make_user
 from vom.api_urls import router
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +93,7 @@ def test_every_endpoint_refuses_anonymous_callers_with_one_status(anon_api, inve
     codes = set(statuses.values()) | set(writes.values())
     assert len(codes) == 1, {**statuses, **writes}
     assert codes <= {401, 403}
-    assert Operation.objects.count() == 0
+    assert Job.objects.count() == 0
     assert not Provider.objects.filter(name="x").exists()
     body = anon_api.get(reverse("api:vm-list")).json()
     assert "credentials were not provided" in body["detail"]
@@ -165,8 +166,8 @@ def test_viewer_reads_everything_but_writes_nothing(viewer_api, inventory):
     assert [r.status_code for r in denied] == [403] * len(denied)
     assert "operator" in denied[0].json()["detail"]
     assert "admin" in denied[5].json()["detail"]
-    assert Operation.objects.count() == 0
-    assert inventory.kvm.discoveries.count() == 0
+    assert Job.objects.count() == 0
+    assert discoveries(inventory.kvm).count() == 0
     assert Provider.objects.filter(pk=inventory.kvm.pk, enabled=True).exists()
     assert not Provider.objects.filter(name="new").exists()
 
@@ -331,7 +332,7 @@ def test_other_filtersets_are_the_gui_ones(viewer_api, inventory):
     assert views.VMViewSet.filterset_class is VMFilterSet
     assert viewer_api.get(reverse("api:host-list"), {"removed": "all"}).json()["count"] == 2
     assert viewer_api.get(reverse("api:disk-list"), {"provider": inventory.other.pk}).json()["count"] == 6
-    assert viewer_api.get(reverse("api:operation-list"), {"status": "bogus"}).status_code == 400
+    assert viewer_api.get(reverse("api:job-list"), {"status": "bogus"}).status_code == 400
 
 
 # --- ordering and pagination -------------------------------------------------------------------
@@ -398,20 +399,26 @@ def test_vm_list_query_count_does_not_grow_with_rows(viewer_api, db):
 
 def _inventory_with_history(name: str, vms: int, user) -> None:
     provider = make_inventory(make_provider(name), vms=vms)
-    DiscoveryRun.objects.create(provider=provider, status="succeeded", requested_by=user)
+    discovery = lifecycle.create("discovery", target=provider, user=user)
+    Job.objects.filter(pk=discovery.pk).update(status=Job.Status.SUCCEEDED, result={"added": vms, "changed": 0})
     for vm in provider.vms.all():
-        Operation.objects.create(kind="vm_start", vm=vm, provider=provider, target_name=vm.name, requested_by=user)
+        lifecycle.create("vm_start", target=vm, target_name=vm.name, user=user)
+
+
+JOB_LIST = "/api/operations/"
 
 
 def test_no_list_endpoint_has_n_plus_one_queries(viewer_api, viewer_user):
     _inventory_with_history("n1", 2, viewer_user)
     viewer_api.get(reverse("api:vm-list"))
     vm = VirtualMachine.objects.first()
-    small = {url: _count_queries(viewer_api, url) for url in _list_urls()}
+    urls = [url for url in _list_urls() if url != JOB_LIST]  # the jobs' list: its own test below
+    assert len(urls) == len(_list_urls()) - 1
+    small = {url: _count_queries(viewer_api, url) for url in urls}
     small_detail = _count_queries(viewer_api, reverse("api:vm-detail", args=[vm.pk]))
     _inventory_with_history("n2", 12, viewer_user)
     _inventory_with_history("n3", 12, viewer_user)
-    big = {url: _count_queries(viewer_api, url) for url in _list_urls()}
+    big = {url: _count_queries(viewer_api, url) for url in urls}
     assert big == small
     assert max(big.values()) <= 3  # count + page (+ none for nested rows)
     assert _count_queries(viewer_api, reverse("api:vm-detail", args=[vm.pk])) == small_detail
@@ -423,4 +430,16 @@ def test_no_list_endpoint_has_n_plus_one_queries(viewer_api, viewer_user):
         NetworkInterface.objects.create(vm=vm, mac=f"52:54:00:99:00:{i:02x}")
         VMSnapshot.objects.create(vm=vm, name=f"extra-{i}")
     assert _count_queries(viewer_api, reverse("api:vm-detail", args=[vm.pk])) == small_detail
-    assert Operation.objects.count() == 26 and DiscoveryRun.objects.count() == 3
+    assert Job.objects.filter(kind="vm_start").count() == 26 and discoveries().count() == 3
+
+
+def test_the_job_list_has_no_n_plus_one_queries(viewer_api, viewer_user):
+    _inventory_with_history("n1", 2, viewer_user)
+    viewer_api.get(reverse("api:vm-list"))
+    small = _count_queries(viewer_api, JOB_LIST)
+    _inventory_with_history("n2", 12, viewer_user)
+    _inventory_with_history("n3", 12, viewer_user)
+    assert Job.objects.count() == 29
+    big = _count_queries(viewer_api, JOB_LIST, {"page_size": 500})
+    assert big == small
+    assert big <= 5  # count + the page's ids + its rows + one per kind of target (providers, VMs)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from inventory.models import Host, Operation, Provider, VirtualMachine
+from inventory.models import Host, Provider, VirtualMachine
 from tests.factories import make_inventory, make_provider
 from tests.inventory.platform_data import make_hyperv, make_rhev, self_signed_pem
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -135,12 +136,15 @@ def test_check_queues_an_environment_check(operator_api, operator_user, django_c
     with django_capture_on_commit_callbacks(execute=False):
         response = operator_api.post(url)
     assert response.status_code == 202
-    op = Operation.objects.get(pk=response.json()["id"])
-    assert op.kind == "environment_check" and op.provider == provider and op.requested_by == operator_user
-    assert response["Location"].endswith(reverse("api:operation-detail", args=[op.pk]))
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.kind == "environment_check" and job.target == provider and job.requested_by == operator_user
+    assert job.status == "pending" and job.lock == f"check:provider:{provider.pk}" and job.trigger == "api"
+    assert response["Location"].endswith(reverse("api:job-detail", args=[job.pk]))
     with django_capture_on_commit_callbacks(execute=False):
         again = operator_api.post(url)
-    assert again.status_code == 409 and "already in progress" in again.json()["detail"]
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"an environment check of {provider.name} is already in progress"}
+    assert Job.objects.count() == 1
 
 
 def test_viewer_cannot_check_or_migrate(viewer_api):
@@ -148,7 +152,7 @@ def test_viewer_cannot_check_or_migrate(viewer_api):
     vm = VirtualMachine.objects.get(name="web01")
     assert viewer_api.post(reverse("api:provider-check", args=[provider.pk])).status_code == 403
     assert viewer_api.post(reverse("api:vm-migrate", args=[vm.pk]), {}, format="json").status_code == 403
-    assert not Operation.objects.exists()
+    assert not Job.objects.exists()
 
 
 def test_details_on_every_inventory_object(viewer_api):
@@ -188,8 +192,8 @@ def test_migrate_to_a_host(operator_api, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         response = operator_api.post(reverse("api:vm-migrate", args=[vm.pk]), {"host": target.pk}, format="json")
     assert response.status_code == 202, response.json()
-    op = Operation.objects.get(pk=response.json()["id"])
-    assert op.kind == "vm_migrate" and op.vm == vm and op.params == {"host": target.pk}
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.kind == "vm_migrate" and job.target == vm and job.params == {"host": target.pk}
 
 
 def test_migrate_without_a_host_lets_the_manager_choose(operator_api, django_capture_on_commit_callbacks):
@@ -198,7 +202,8 @@ def test_migrate_without_a_host_lets_the_manager_choose(operator_api, django_cap
     with django_capture_on_commit_callbacks(execute=False):
         response = operator_api.post(reverse("api:vm-migrate", args=[vm.pk]))
     assert response.status_code == 202
-    assert Operation.objects.get().params == {}
+    job = Job.objects.get()
+    assert (job.kind, job.target, job.params) == ("vm_migrate", vm, {})
 
 
 def test_migrate_refusals_are_409(operator_api):
@@ -213,4 +218,4 @@ def test_migrate_refusals_are_409(operator_api):
     assert operator_api.post(url, {"host": "x"}, format="json").status_code == 400
     kvm_vm = VirtualMachine.objects.filter(provider__name="kvm-x", state="running").first()
     assert operator_api.post(reverse("api:vm-migrate", args=[kvm_vm.pk])).status_code == 409
-    assert not Operation.objects.exists()
+    assert not Job.objects.exists()

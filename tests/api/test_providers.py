@@ -6,8 +6,11 @@ import pytest
 from django.urls import reverse
 
 from inventory import secrets
-from inventory.models import DiscoveryRun, Provider
+from inventory.models import Provider
+from inventory.services.discovery import discoveries
 from tests.factories import make_provider
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -184,29 +187,71 @@ def test_discover_queues_one_run_and_answers_202(operator_api, operator_user):
     provider = make_provider("kvm-lab")
     response = operator_api.post(reverse("api:provider-discover", args=[provider.pk]))
     assert response.status_code == 202
-    run = DiscoveryRun.objects.get(provider=provider)
-    assert (run.status, run.trigger, run.requested_by) == ("queued", "api", operator_user)
+    run = discoveries(provider).get()
+    # The job's words: a discovery waiting for a worker is "pending" (shown "Queued"), no longer "queued".
+    assert (run.kind, run.status, run.trigger, run.requested_by) == ("discovery", "pending", "api", operator_user)
+    assert run.target == provider and run.lock == f"discovery:provider:{provider.pk}"
     data = response.json()
-    assert data["id"] == run.pk and data["provider_name"] == "kvm-lab" and data["requested_by"] == "oscar"
-    assert response["Location"].endswith(reverse("api:discoveryrun-detail", args=[run.pk]))
+    assert data["id"] == run.pk and data["provider"] == provider.pk and data["provider_name"] == "kvm-lab"
+    assert data["requested_by"] == "oscar" and data["status"] == "pending"
+    assert (data["added"], data["changed"], data["removed"], data["counts"], data["duration_ms"]) == (0, 0, 0, {}, None)
+    assert response["Location"].endswith(reverse("api:discovery-detail", args=[run.pk]))
 
     again = operator_api.post(reverse("api:provider-discover", args=[provider.pk]))
     assert again.status_code == 202 and again.json()["id"] == run.pk  # never two at once
-    assert DiscoveryRun.objects.filter(provider=provider).count() == 1
+    assert discoveries(provider).count() == 1
 
     listed = operator_api.get(reverse("api:provider-discoveries", args=[provider.pk])).json()
     assert [r["id"] for r in listed["results"]] == [run.pk] and listed["count"] == 1
     detail = operator_api.get(response["Location"]).json()
-    assert detail["status"] == "queued" and detail["trigger"] == "api"
+    assert detail["status"] == "pending" and detail["trigger"] == "api"
+    # A discovery is a job like any other: the operations list shows it too.
+    job = operator_api.get(reverse("api:job-detail", args=[run.pk])).json()
+    assert (job["kind"], job["status"], job["target"]["type"], job["target"]["id"]) == (
+        "discovery",
+        "pending",
+        "inventory.provider",
+        provider.pk,
+    )
+
+
+def _ended_discovery(provider, status, **fields):
+    job = lifecycle.create("discovery", target=provider, lock=f"discovery:provider:{provider.pk}")
+    Job.objects.filter(pk=job.pk).update(status=status, **fields)
+    return job
 
 
 def test_discoveries_of_a_provider_are_its_own(viewer_api):
     a, b = make_provider("a"), make_provider("b")
-    DiscoveryRun.objects.create(provider=a, status="succeeded")
-    DiscoveryRun.objects.create(provider=a, status="failed", error="unreachable")
-    DiscoveryRun.objects.create(provider=b, status="succeeded")
+    _ended_discovery(a, "succeeded", result={"added": 3, "changed": 1, "removed": 2, "counts": {"vm": {"added": 3}}})
+    _ended_discovery(a, "failed", error="unreachable")
+    _ended_discovery(b, "succeeded")
     rows = viewer_api.get(reverse("api:provider-discoveries", args=[a.pk])).json()["results"]
     assert [r["status"] for r in rows] == ["failed", "succeeded"]
-    failed = viewer_api.get(reverse("api:discoveryrun-list"), {"status": "failed"}).json()["results"]
+    assert (rows[1]["added"], rows[1]["changed"], rows[1]["removed"]) == (3, 1, 2)
+    assert rows[1]["counts"] == {"vm": {"added": 3}}
+    failed = viewer_api.get(reverse("api:discovery-list"), {"status": "failed"}).json()["results"]
     assert [(r["provider_name"], r["error"]) for r in failed] == [("a", "unreachable")]
+    of_b = viewer_api.get(reverse("api:discovery-list"), {"provider": b.pk}).json()["results"]
+    assert [(r["provider"], r["provider_name"]) for r in of_b] == [(b.pk, "b")]
+    # Only discoveries: another job of the same provider is not one.
+    lifecycle.create("environment_check", target=a)
+    assert viewer_api.get(reverse("api:discovery-list")).json()["count"] == 3
     assert viewer_api.post(reverse("api:provider-discover", args=[99999])).status_code == 403  # role first
+
+
+def test_discoveries_order_by_each_field_the_list_offers(viewer_api):
+    a = make_provider("a")
+    for ms in (30, 10, 20):
+        _ended_discovery(a, "succeeded", result={"added": 0, "duration_ms": ms})
+    for ordering in ("created", "-created", "started", "finished", "status"):
+        assert viewer_api.get(reverse("api:discovery-list"), {"ordering": ordering}).status_code == 200, ordering
+
+
+def test_discoveries_order_by_their_duration(viewer_api):
+    a = make_provider("a")
+    for ms in (30, 10, 20):
+        _ended_discovery(a, "succeeded", result={"added": 0, "duration_ms": ms})
+    response = viewer_api.get(reverse("api:discovery-list"), {"ordering": "duration_ms"})
+    assert response.status_code == 200
+    assert [r["duration_ms"] for r in response.json()["results"]] == [10, 20, 30]

@@ -31,11 +31,18 @@ def test_schema_is_valid_openapi_with_the_endpoints(viewer_api):
         "/api/vms/{id}/snapshots/{snapshot_name}/revert/",
         "/api/providers/",
         "/api/providers/{id}/discover/",
+        "/api/operations/",
         "/api/operations/{id}/",
+        "/api/operations/{id}/cancel/",
+        "/api/discoveries/{id}/",
         "/api/auth/token/",
     ]:
         assert path in paths, path
-    assert set(paths["/api/vms/{id}/start/"]["post"]["responses"]) == {"202", "409"}
+    assert {"202", "409"} <= set(paths["/api/vms/{id}/start/"]["post"]["responses"])
+    assert set(paths["/api/providers/{id}/discover/"]["post"]["responses"]) == {"202", "503"}
+    assert set(paths["/api/operations/{id}/cancel/"]["post"]["responses"]) == {"202", "409"}
+    job = schema["components"]["schemas"]["JobDetail"]["properties"]
+    assert {"kind", "status", "target", "log", "children", "cancel_requested", "result"} <= set(job)
     create = paths["/api/vms/{id}/snapshots/"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SnapshotCreate")
     provider = schema["components"]["schemas"]["Provider"]["properties"]
@@ -64,3 +71,30 @@ def test_docs_pages_load_assets_from_this_server_only(viewer_user, name):
         assert url.startswith("/static/"), url
         assert client.get(url).status_code == 200, url  # served by this server (whitenoise)
     assert reverse("api:schema") in html
+
+
+QUEUEING = [
+    ("/api/vms/{id}/start/", "post"),
+    ("/api/vms/{id}/shutdown/", "post"),
+    ("/api/vms/{id}/power-off/", "post"),
+    ("/api/vms/{id}/reboot/", "post"),
+    ("/api/vms/{id}/suspend/", "post"),
+    ("/api/vms/{id}/resume/", "post"),
+    ("/api/vms/{id}/migrate/", "post"),
+    ("/api/vms/{id}/snapshots/", "post"),
+    ("/api/vms/{id}/snapshots/{snapshot_name}/revert/", "post"),
+    ("/api/vms/{id}/snapshots/{snapshot_name}/", "delete"),
+    ("/api/vms/bulk-action/", "post"),
+    ("/api/providers/{id}/check/", "post"),
+    ("/api/golden-images/{id}/provision/", "post"),
+    ("/api/vms-from-volume/", "post"),
+    ("/api/data-disks/", "post"),
+    ("/api/disk-resizes/", "post"),
+    ("/api/volume-clones/", "post"),
+]
+
+
+def test_every_endpoint_that_queues_work_documents_the_503_of_a_queue_down(viewer_api):
+    paths = viewer_api.get(reverse("api:schema"), {"format": "json"}).json()["paths"]
+    undocumented = [(path, method) for path, method in QUEUEING if "503" not in paths[path][method]["responses"]]
+    assert undocumented == []

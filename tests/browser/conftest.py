@@ -1,8 +1,9 @@
 """Browser fixtures: Debian's chromium driven by Playwright (sync API) against pytest-django's live server.
 
 Playwright cannot download its own browsers on these machines, so the system ``/usr/bin/chromium`` is
-launched. The real redis-server and Celery worker come from the integration fixtures; they share the
-test database file, so tests using them need ``django_db(transaction=True)``.
+launched. The real redis-server and Celery worker come from the integration fixtures (``worker``: the
+live server sends the jobs to it instead of running them itself); they share the test database file,
+so tests using them need ``django_db(transaction=True)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from tests.integration.conftest import fresh_worker, worker  # noqa: F401 - fixtures: the real workers, sent the jobs
 from tests.realparts import wait_until  # noqa: F401 - re-exported for the browser tests
 
 REPO = Path(__file__).resolve().parents[2]

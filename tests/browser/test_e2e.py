@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from inventory.models import DiscoveryRun, Operation, Provider, VirtualMachine
+from inventory.models import Provider, VirtualMachine
+from inventory.services.discovery import discoveries
 from tests.factories import make_user
+from vom.jobs.models import Job
 from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
@@ -125,9 +127,7 @@ def _login(page: Page, username: str, password: str) -> None:
 
 @pytest.mark.integration  # the real redis-server and Celery worker
 @pytest.mark.django_db(transaction=True)
-def test_add_discover_and_start_a_vm_in_the_browser(
-    live_server, celery_worker_process, page, page_problems, shot, tmp_path
-):
+def test_add_discover_and_start_a_vm_in_the_browser(live_server, worker, page, page_problems, shot, tmp_path):
     make_user("admin", username=USERNAME, password=PASSWORD)
     node = _write_node(tmp_path)
     base = live_server.url
@@ -185,9 +185,9 @@ def test_add_discover_and_start_a_vm_in_the_browser(
     expect(history.locator("[data-active]")).to_have_count(0)
     _assert_same_page(page)
     shot("e2e-06-discovery-succeeded")
-    run = DiscoveryRun.objects.get(provider=provider)
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
-    assert run.trigger == DiscoveryRun.Trigger.MANUAL
+    run = discoveries(provider).get()
+    assert run.status == Job.Status.SUCCEEDED, run.error
+    assert run.trigger == Job.Trigger.GUI and run.requested_by.username == USERNAME
     assert VirtualMachine.objects.filter(provider=provider).count() == 4
 
     # The rest of the page follows without a reload.
@@ -237,7 +237,7 @@ def test_add_discover_and_start_a_vm_in_the_browser(
         start.click()
         expect(page.locator(".messages")).to_contain_text("Start of web-42 queued")
         expect(op_row).to_contain_text("Start")
-        expect(op_row.locator(".badge")).to_have_text("Pending")
+        expect(op_row.locator(".badge")).to_have_text("Queued")  # the job's word for pending
         expect(page.locator(".vm-state .busy")).to_contain_text("queued")
         expect(start).to_be_disabled()  # one operation at a time per VM
         expect(state_badge).to_have_text("Stopped")
@@ -252,8 +252,9 @@ def test_add_discover_and_start_a_vm_in_the_browser(
 
     # 5. The database agrees.
     vm = VirtualMachine.objects.get(provider=provider, name="web-42")
-    op = Operation.objects.get(vm=vm, kind=Operation.Kind.VM_START)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    op = Job.objects.get(target_id=vm.pk, kind="vm_start")
+    assert op.status == Job.Status.SUCCEEDED, op.error
+    assert op.target == vm
     assert op.requested_by.username == USERNAME and op.progress == 100
     assert vm.state == VirtualMachine.State.RUNNING
     assert page_problems.all() == []

@@ -17,12 +17,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from inventory.drivers.libvirt import forget_test_connections
-from inventory.models import Operation, Provider, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import Provider, StoragePool, StorageVolume, VirtualMachine
 from inventory.services.discovery import discover_now
 from provisioning.models import GoldenImage, ProvisionedVM, ProvisioningRequest
 from tests.browser.test_e2e import _assert_same_page, _login, _mark_page, _queue_held
 from tests.factories import make_provider, make_user
 from tests.provisioning.conftest import GOLDEN_PATH, node_spec
+from tests.realparts import wait_until
+from vom.jobs.models import Job
 from vom.simulators.libvirt_node import write_node
 
 pytestmark = pytest.mark.browser
@@ -51,7 +53,7 @@ def kvm_host(tmp_path: Path):
 @pytest.mark.integration  # the real redis-server and Celery worker
 @pytest.mark.django_db(transaction=True)
 def test_register_a_golden_image_and_provision_vms_in_the_browser(
-    live_server, celery_worker_process, kvm_host: Provider, page, page_problems, shot
+    live_server, fresh_worker, kvm_host: Provider, page, page_problems, shot
 ):
     make_user("admin", username=USERNAME, password=PASSWORD)
     base = live_server.url
@@ -112,11 +114,19 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
         page.get_by_role("button", name="Provision VMs").click()
         expect(page.locator(".messages")).to_contain_text("Provisioning of 3 VMs from debian-12 queued")
         expect(page.get_by_role("heading", level=1)).to_contain_text("3 VMs from debian-12")
-        expect(status).to_have_text("Pending")
+        expect(status).to_have_text("Queued")  # the job's word for pending
         expect(vm_rows).to_have_count(3)
         expect(vm_rows.filter(has_text="Waiting")).to_have_count(3)
         _mark_page(page)
         shot("prov-05-request-queued")
+    request = ProvisioningRequest.objects.get()
+    job = wait_until(
+        lambda: not Job.objects.get(pk=request.job_id).is_active and Job.objects.get(pk=request.job_id), 60
+    )
+    assert job.status == Job.Status.SUCCEEDED, (
+        job.error,
+        [(r.name, r.error) for r in request.vms.select_related("job")],
+    )
     expect(status).to_have_text("Succeeded", timeout=TIMEOUT)
     expect(vm_rows.filter(has_text="Done")).to_have_count(3, timeout=TIMEOUT)
     for name in ("web-01", "web-02", "web-03"):
@@ -126,9 +136,9 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     _assert_same_page(page)
     shot("prov-06-request-done")
 
-    request = ProvisioningRequest.objects.get()
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
-    assert list(request.vms.values_list("status", flat=True)) == [ProvisionedVM.Status.DONE] * 3
+    request.refresh_from_db()
+    assert request.job.status == Job.Status.SUCCEEDED, request.job.error
+    assert [row.status for row in request.vms.select_related("job")] == [ProvisionedVM.Status.DONE] * 3
     for name in ("web-01", "web-02", "web-03"):
         child = StorageVolume.objects.get(pool__provider=kvm_host, name=f"{name}.qcow2")
         assert child.backing_store == GOLDEN_PATH
@@ -179,7 +189,10 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     expect(page.locator("#requests tbody tr")).to_have_count(1)
     expect(page.locator("#requests tbody tr").first).to_contain_text("3 done of 3")
     shot("prov-12-request-list")
-    page.goto(f"{base}{request.operation.get_absolute_url()}")
+    page.goto(f"{base}{request.job.get_absolute_url()}")
+    steps = _section(page, "Steps")  # each VM is a step of the request's job
+    expect(steps.locator("tbody tr")).to_have_count(3)
+    expect(steps).to_contain_text("web-02")
     page.locator("#provisioning-request-link").click()
     expect(page).to_have_url(f"{base}{request.get_absolute_url()}")
 
@@ -200,7 +213,7 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     with _queue_held("provisioning"):  # the page must show the operation queued, then follow it
         page.get_by_role("button", name="Add disk").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("Add disk app-01")
-        expect(op_status).to_have_text("Pending")
+        expect(op_status).to_have_text("Queued")
         _mark_page(page)
     expect(op_status).to_have_text("Succeeded", timeout=TIMEOUT)
     expect(page.locator("table.log")).to_contain_text("attached as vdb")
@@ -217,7 +230,7 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     expect(page.locator("#id_name")).to_have_value("shared-clone.img")
     with _queue_held("provisioning"):
         page.get_by_role("button", name="Clone").click()
-        expect(op_status).to_have_text("Pending")
+        expect(op_status).to_have_text("Queued")
         _mark_page(page)
     expect(op_status).to_have_text("Succeeded", timeout=TIMEOUT)
     expect(page.locator("table.log")).to_contain_text("shared-clone.img")
@@ -233,7 +246,7 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
     page.locator("#id_name_pattern").fill("late-{n}")
     with _queue_held("provisioning"):
         page.get_by_role("button", name="Provision VMs").click()
-        expect(status).to_have_text("Pending")
+        expect(status).to_have_text("Queued")
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Cancel request").click()
         expect(page.locator(".messages")).to_contain_text("cancelled before it started: no VM was made")
@@ -243,6 +256,7 @@ def test_register_a_golden_image_and_provision_vms_in_the_browser(
         expect(page.get_by_role("button", name="Cancel request")).to_have_count(0)
         shot("prov-17-request-cancelled")
     late = ProvisioningRequest.objects.get(name_pattern="late-{n}")
-    assert set(late.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    assert {row.status for row in late.vms.select_related("job")} == {ProvisionedVM.Status.CANCELLED}
+    assert late.job.status == Job.Status.CANCELLED
     assert not VirtualMachine.objects.filter(provider=kvm_host, name__startswith="late-").exists()
     assert page_problems.all() == []

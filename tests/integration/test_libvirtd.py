@@ -1,7 +1,8 @@
 """End to end on real parts: a real libvirtd with QEMU (software emulation), a real redis-server and a
 real Celery worker. A tiny VM is defined, discovered, started, asked to shut down (it has no OS, so
 the graceful shutdown times out — the case power-off exists for) and forced off, all through the
-console's own task path.
+console's own task path: jobs sent to the broker as ``vom.jobs.run_job`` messages and run by the
+worker step by step (a shutdown waiting for the guest goes back to the queue between its steps).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from inventory.models import DiscoveryRun, Operation, VirtualDisk, VirtualMachine
+from inventory.models import VirtualDisk, VirtualMachine
 from inventory.services.discovery import request_discovery
-from inventory.services.operations import request_vm_operation
+from inventory.services.operations import Kind, request_vm_operation
 from inventory.services.providers import create_provider
-from inventory.tasks import run_operation
 from tests.factories import make_user
+from tests.integration.conftest import ran_on_the_worker, received
 from tests.realparts import wait_until
+from vom.jobs.models import Job
+from vom.jobs.tasks import run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -74,7 +77,7 @@ def tiny_vm(libvirtd_uri, image_dir):
         conn.close()
 
 
-def _wait_op(op: Operation, timeout: float = 60) -> Operation:
+def _wait_op(op: Job, timeout: float = 60) -> Job:
     def done():
         op.refresh_from_db()
         return not op.is_active
@@ -83,7 +86,7 @@ def _wait_op(op: Operation, timeout: float = 60) -> Operation:
     return op
 
 
-def _discover(provider) -> DiscoveryRun:
+def _discover(provider) -> Job:
     run = request_discovery(provider=provider)
 
     def done():
@@ -94,13 +97,15 @@ def _discover(provider) -> DiscoveryRun:
     return run
 
 
-def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, libvirtd_uri, tiny_vm, image_dir):
+def test_discover_start_shutdown_timeout_and_power_off(worker, libvirtd_uri, tiny_vm, image_dir):
     user = make_user("operator")
     provider = create_provider(name="real-kvm", uri=libvirtd_uri)
 
+    before = received(worker)
     run = _discover(provider)
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
-    assert run.trigger == DiscoveryRun.Trigger.MANUAL
+    assert run.status == Job.Status.SUCCEEDED, run.error
+    assert run.trigger == Job.Trigger.GUI and run.kind == "discovery"
+    ran_on_the_worker(worker, before)
     vm = VirtualMachine.objects.get(provider=provider, uuid=tiny_vm.UUIDString())
     assert vm.state == VirtualMachine.State.STOPPED and vm.raw_state == "shutoff"
     assert vm.domain_type == "qemu"
@@ -109,9 +114,11 @@ def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, li
     assert vm.nics.get().mac == "52:54:00:7e:57:01"
     assert vm.host is not None and vm.host.hypervisor_type == "QEMU"
 
-    op = _wait_op(request_vm_operation(vm=vm, kind=Operation.Kind.VM_START, user=user))
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    before = received(worker)
+    op = _wait_op(request_vm_operation(vm=vm, kind=Kind.VM_START, user=user))
+    assert op.status == Job.Status.SUCCEEDED, op.error
     assert op.progress == 100 and op.log.exists() and op.requested_by == user
+    ran_on_the_worker(worker, before)
     assert tiny_vm.isActive()
     vm.refresh_from_db()
     assert vm.state == VirtualMachine.State.RUNNING
@@ -125,35 +132,42 @@ def test_discover_start_shutdown_timeout_and_power_off(celery_worker_process, li
     ET.SubElement(disk, "target", dev="vdb", bus="virtio")
     tiny_vm.attachDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
     run = _discover(provider)
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    assert run.status == Job.Status.SUCCEEDED, run.error
     assert VirtualDisk.objects.get(vm=vm, target="vdb").persistent is False
     assert VirtualDisk.objects.get(vm=vm, target="vda").persistent is True
 
     # No OS in the guest: the graceful shutdown is ignored and ends as a clear failure offering power-off.
-    op = _wait_op(
-        request_vm_operation(vm=vm, kind=Operation.Kind.VM_SHUTDOWN, user=user, params={"timeout": 3}), timeout=60
-    )
-    assert op.status == Operation.Status.FAILED
+    op = _wait_op(request_vm_operation(vm=vm, kind=Kind.VM_SHUTDOWN, user=user, params={"timeout": 3}), timeout=60)
+    assert op.status == Job.Status.FAILED
     assert "did not shut down within 3 s" in op.error and op.result["can_force"] is True
+    # The wait for the guest went back to the queue between readings: several steps, no worker asleep.
+    assert op.step >= 2
     assert tiny_vm.isActive()
 
-    op = _wait_op(request_vm_operation(vm=vm, kind=Operation.Kind.VM_POWER_OFF, user=user))
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    op = _wait_op(request_vm_operation(vm=vm, kind=Kind.VM_POWER_OFF, user=user))
+    assert op.status == Job.Status.SUCCEEDED, op.error
     assert not tiny_vm.isActive()
     vm.refresh_from_db()
     assert vm.state == VirtualMachine.State.STOPPED
 
-    # A redelivered task finds the operation claimed and does not repeat the work.
+    # A redelivered message finds the job ended and does not repeat the work.
     log_lines = op.log.count()
     finished = op.finished
     tiny_vm.create()  # were the power-off repeated, this VM would be forced off again
     try:
-        run_operation.delay(op.pk)
-        worker_log = celery_worker_process.log_path
+        for step in range(op.step + 1):  # every step's message, delivered again
+            run_job.apply_async((op.pk, step), queue="orchestration")
+        worker_log = worker.log_path
         wait_until(
-            lambda: f"operation #{op.pk} already succeeded; not running it again" in worker_log.read_text(),
+            lambda: (
+                worker_log.read_text().count(f"job #{op.pk} step ") >= op.step + 1
+                and all(
+                    f"job #{op.pk} step {step}: already taken or no longer due; nothing to do" in worker_log.read_text()
+                    for step in range(op.step + 1)
+                )
+            ),
             30,
-            what="the worker to receive the redelivered task",
+            what="the worker to receive the redelivered messages",
         )
         assert tiny_vm.isActive()
         op.refresh_from_db()

@@ -3,7 +3,8 @@ redis-server and a real Celery worker consuming the provisioning queue.
 
 A golden image (a qcow2 file with 8 MiB of data) and a shut-off template VM are made; the console
 registers the image, provisions space-optimized children (started) and a full copy through its own
-task path, and ``qemu-img`` checks the backing chains. Then a data disk is added to a running child.
+task path (a job per request, sent to the worker as ``vom.jobs.run_job``; a child job per VM), and
+``qemu-img`` checks the backing chains. Then a data disk is added to a running child.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from inventory.models import DiscoveryRun, Operation, StoragePool, StorageVolume, VirtualMachine
+from inventory.models import StoragePool, StorageVolume, VirtualMachine
 from inventory.services.discovery import request_discovery
 from inventory.services.providers import create_provider
 from provisioning.models import Mode, ProvisionedVM
@@ -29,8 +30,10 @@ from provisioning.services.golden_images import register_golden_image
 from provisioning.services.requests import request_provisioning
 from provisioning.services.savings import image_savings
 from tests.factories import make_user
+from tests.integration.conftest import ran_on_the_worker, received
 from tests.integration.test_libvirtd import _tiny_domain_xml
 from tests.realparts import wait_until
+from vom.jobs.models import Job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -74,7 +77,7 @@ def _qemu_img_info(path: Path) -> list[dict[str, Any]]:
     return chain if isinstance(chain, list) else [chain]
 
 
-def _wait(op: Operation, timeout: float = 120) -> Operation:
+def _wait(op: Job, timeout: float = 120) -> Job:
     def done() -> bool:
         op.refresh_from_db()
         return not op.is_active
@@ -91,10 +94,11 @@ def _discover(provider: Any) -> None:
         return not run.is_active
 
     wait_until(done, 60, what="discovery")
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    assert run.status == Job.Status.SUCCEEDED, run.error
 
 
-def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_process, libvirtd_uri, pool_dir):
+def test_provision_children_and_a_full_copy_on_a_real_libvirtd(fresh_worker, libvirtd_uri, pool_dir):
+    worker = fresh_worker
     tag, path = pool_dir
     golden = path / "golden.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), "64M"], check=True)
@@ -112,6 +116,7 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
     assert image.allocation_bytes >= 8 * 1024**2  # read from the platform: the data written
 
     pool = StoragePool.objects.get(provider=provider, name=f"vom-it-{tag}")
+    before = received(worker)
     request = request_provisioning(
         golden_image=image,
         user=user,
@@ -122,9 +127,13 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
         start=True,
         memory_bytes=64 * 1024**2,
     )
-    op = _wait(request.operation)
-    assert op.status == Operation.Status.SUCCEEDED, (op.error, list(request.vms.values_list("name", "error")))
+    op = _wait(request.job)
+    assert op.status == Job.Status.SUCCEEDED, (op.error, [(r.name, r.error) for r in request.vms.all()])
     assert op.progress == 100 and op.result == {"done": 3, "failed": 0, "cancelled": 0}
+    ran_on_the_worker(worker, before)
+    assert list(op.children.order_by("position").values_list("target_name", "status")) == [
+        (f"it{tag}-0{n}", Job.Status.SUCCEEDED) for n in (1, 2, 3)
+    ]
 
     for n in (1, 2, 3):
         child = path / f"it{tag}-0{n}.qcow2"
@@ -139,7 +148,7 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
         root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         assert root.find("devices/disk/source").get("file") == str(child)  # type: ignore[union-attr]
         assert root.findtext("memory") == str(64 * 1024)
-    rows = list(request.vms.all())
+    rows = list(request.vms.select_related("job"))
     assert all(r.status == ProvisionedVM.Status.DONE and r.allocation_bytes > 0 for r in rows)
     macs = {
         ET.fromstring(conn.lookupByName(r.name).XMLDesc(0)).find("devices/interface/mac").get("address") for r in rows
@@ -149,8 +158,8 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
     full = request_provisioning(
         golden_image=image, user=user, count=1, name_pattern=f"it{tag}-full", mode=Mode.FULL, pool=pool
     )
-    op = _wait(full.operation)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    op = _wait(full.job)
+    assert op.status == Job.Status.SUCCEEDED, op.error
     copy_chain = _qemu_img_info(path / f"it{tag}-full.qcow2")
     assert len(copy_chain) == 1 and "backing-filename" not in copy_chain[0]
     # The copy holds the data: compare guest-visible contents with the golden image.
@@ -170,7 +179,7 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
     vm = VirtualMachine.objects.get(provider=provider, name=f"it{tag}-01")
     assert vm.state == VirtualMachine.State.RUNNING
     op = _wait(request_disk_add(vm=vm, user=user, bus="virtio", pool=pool, size_bytes=32 * 1024**2, format="qcow2"))
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == Job.Status.SUCCEEDED, op.error
     assert op.result["target"] == "vdb" and op.result["live"] is True and op.result["persistent"] is True
     dom = conn.lookupByName(f"it{tag}-01")
     for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
@@ -191,6 +200,6 @@ def test_provision_children_and_a_full_copy_on_a_real_libvirtd(celery_worker_pro
     _discover(provider)
     vm.refresh_from_db()
     op = _wait(request_disk_resize(vm=vm, disk=vm.disks.get(target="vdb"), size_bytes=64 * 1024**2, user=user))
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == Job.Status.SUCCEEDED, op.error
     assert _qemu_img_info(Path(vdb.source))[0]["virtual-size"] == 64 * 1024**2
     conn.close()

@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from inventory.models import DiscoveryRun, Provider, VirtualMachine
+from inventory.models import Provider, VirtualMachine
+from inventory.services.discovery import discoveries
 from vom.simulators.libvirt_node import DomainSpec, NodeSpec, RunState, stable_uuid, write_node
 
 pytestmark = pytest.mark.django_db
@@ -82,8 +83,9 @@ def test_discover_runs_without_a_worker_and_prints_the_result(tmp_path):
     call_command("vom_add_provider", "kvm21", f"test://{_node(tmp_path)}", stdout=io.StringIO())
     out, _ = _call("vom_discover", "kvm21")
     assert "kvm21: ok in" in out and "2 VMs" in out
-    run = DiscoveryRun.objects.get()
-    assert run.trigger == DiscoveryRun.Trigger.CLI and run.status == DiscoveryRun.Status.SUCCEEDED
+    run = discoveries().get()
+    assert (run.trigger, run.status, run.target_name) == ("cli", "succeeded", "kvm21")
+    assert run.result["counts"]["vm"]["added"] == 2
     out, _ = _call("vom_discover", "--json")
     result = json.loads(out)
     assert result[0]["provider"] == "kvm21" and result[0]["added"] == 0 and result[0]["status"] == "succeeded"
@@ -139,9 +141,10 @@ def test_load_demo_discovers_the_shipped_estate_once():
     assert providers.count() >= 3
     assert VirtualMachine.objects.count() >= 55
     assert {"running", "paused", "stopped"} <= set(VirtualMachine.objects.values_list("state", flat=True))
-    runs = DiscoveryRun.objects.count()
+    runs = discoveries().count()
+    assert runs >= 3
     call_command("vom_load_demo", stdout=io.StringIO())  # already loaded: nothing is run again
-    assert DiscoveryRun.objects.count() == runs
+    assert discoveries().count() == runs
     assert "VMs discovered" in out
 
 

@@ -1,4 +1,4 @@
-"""Provisioning primitives of ``inventory.drivers.libvirt_storage``.
+"""Provisioning primitives of ``inventory.drivers.libvirt.storage``.
 
 Most tests use libvirt's ``test:///`` driver with a node file written into ``tmp_path`` (each test
 gets a private host). The ``integration`` tests use the real libvirtd (``qemu:///system``) with a
@@ -25,7 +25,7 @@ import pytest
 
 from inventory.drivers.base import DriverError
 from inventory.drivers.libvirt import LibvirtDriver
-from inventory.drivers.libvirt_storage import (
+from inventory.drivers.libvirt.storage import (
     VIRTIO_BLK_MAX_DISKS,
     AttachResult,
     DiskUser,
@@ -107,11 +107,11 @@ def driver(tmp_path: Path) -> Iterator[LibvirtDriver]:
 
 
 def template_xml(drv: LibvirtDriver) -> str:
-    return str(drv._connection().lookupByUUIDString(TEMPLATE_UUID).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    return str(drv.connection().lookupByUUIDString(TEMPLATE_UUID).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
 def volume_root(drv: LibvirtDriver, name: str) -> ET.Element:
-    vol = drv._connection().storagePoolLookupByName("images").storageVolLookupByName(name)
+    vol = drv.connection().storagePoolLookupByName("images").storageVolLookupByName(name)
     return ET.fromstring(vol.XMLDesc(0))
 
 
@@ -184,7 +184,7 @@ def test_clone_is_a_full_copy(driver: LibvirtDriver) -> None:
 def test_delete_volume(driver: LibvirtDriver) -> None:
     create_overlay_volume(driver, "images", "doomed.qcow2", GOLDEN)
     delete_volume(driver, "images", "doomed.qcow2")
-    pool = driver._connection().storagePoolLookupByName("images")
+    pool = driver.connection().storagePoolLookupByName("images")
     assert "doomed.qcow2" not in pool.listVolumes()
     with pytest.raises(DriverError, match=re.escape("volume 'doomed.qcow2' not found in pool 'images'")):
         delete_volume(driver, "images", "doomed.qcow2")
@@ -201,7 +201,7 @@ def test_define_from_template_with_an_awkward_name(driver: LibvirtDriver) -> Non
 
     assert new_uuid != TEMPLATE_UUID
     uuid.UUID(new_uuid)
-    dom = driver._connection().lookupByName(name)
+    dom = driver.connection().lookupByName(name)
     assert dom.UUIDString() == new_uuid
     assert dom.isPersistent() and not dom.isActive()
     root = ET.fromstring(dom.XMLDesc(0))
@@ -234,7 +234,7 @@ def test_define_with_vcpus_memory_and_network(driver: LibvirtDriver) -> None:
         memory_bytes=4 * GiB,
         network="prod",
     )
-    root = ET.fromstring(driver._connection().lookupByUUIDString(new_uuid).XMLDesc(0))
+    root = ET.fromstring(driver.connection().lookupByUUIDString(new_uuid).XMLDesc(0))
     assert root.findtext("vcpu") == "6"
     assert root.find("memory").get("unit") == "KiB" and root.findtext("memory") == str(4 * GiB // 1024)  # type: ignore[union-attr]
     assert root.find("devices/disk/driver").get("type") == "raw"  # type: ignore[union-attr]
@@ -247,7 +247,7 @@ def test_define_with_a_bridge(driver: LibvirtDriver) -> None:
     new_uuid = define_vm_from_template(
         driver, template_xml(driver), name="app-01", boot_volume_path="/x.qcow2", bridge="br-prod"
     )
-    iface = ET.fromstring(driver._connection().lookupByUUIDString(new_uuid).XMLDesc(0)).find("devices/interface")
+    iface = ET.fromstring(driver.connection().lookupByUUIDString(new_uuid).XMLDesc(0)).find("devices/interface")
     assert iface is not None and iface.get("type") == "bridge"
     assert iface.find("source").get("bridge") == "br-prod"  # type: ignore[union-attr]
 
@@ -266,7 +266,7 @@ def test_instance_bound_parts_are_not_copied(driver: LibvirtDriver) -> None:
     new_uuid = define_vm_from_template(
         driver, ET.tostring(root, encoding="unicode"), name="copy", boot_volume_path="/c.qcow2"
     )
-    copy = ET.fromstring(driver._connection().lookupByUUIDString(new_uuid).XMLDesc(0))
+    copy = ET.fromstring(driver.connection().lookupByUUIDString(new_uuid).XMLDesc(0))
     assert copy.findtext("uuid") == new_uuid
     assert [e.get("name") for e in copy.iter("entry")] == ["manufacturer"]
     assert copy.find("devices/disk/serial") is None
@@ -298,13 +298,13 @@ def test_define_refusals(driver: LibvirtDriver, xml: str | None, kwargs: dict[st
     with pytest.raises(DriverError) as exc:
         define_vm_from_template(driver, xml if xml is not None else template_xml(driver), **args)
     assert complaint in str(exc.value)
-    assert "new-vm" not in [d.name() for d in driver._connection().listAllDomains()]
+    assert "new-vm" not in [d.name() for d in driver.connection().listAllDomains()]
 
 
 def test_random_mac_is_local_and_avoids_given_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     mac = random_mac()
     assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", mac)  # QEMU's locally administered range
-    from inventory.drivers.libvirt_storage import templates
+    from inventory.drivers.libvirt.storage import templates
 
     draws = iter([0, 0, 0, 0, 0, 1])  # the first address drawn is taken, the second is free
     monkeypatch.setattr(templates._rng, "randrange", lambda _n: next(draws))
@@ -421,11 +421,11 @@ def disks(tmp_path: Path) -> Iterator[LibvirtDriver]:
 
 
 def live_root(drv: LibvirtDriver, vm_uuid: str) -> ET.Element:
-    return ET.fromstring(drv._connection().lookupByUUIDString(vm_uuid).XMLDesc(0))
+    return ET.fromstring(drv.connection().lookupByUUIDString(vm_uuid).XMLDesc(0))
 
 
 def config_root(drv: LibvirtDriver, vm_uuid: str) -> ET.Element:
-    dom = drv._connection().lookupByUUIDString(vm_uuid)
+    dom = drv.connection().lookupByUUIDString(vm_uuid)
     return ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
 
 
@@ -444,11 +444,11 @@ def scsi_controllers(root: ET.Element) -> list[dict[str, str]]:
 def host_state(drv: LibvirtDriver) -> dict[str, tuple[str, str]]:
     """Every VM's live XML and definition: a refusal must leave all of them as they were."""
     flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
-    return {d.UUIDString(): (d.XMLDesc(0), d.XMLDesc(flags)) for d in drv._connection().listAllDomains()}
+    return {d.UUIDString(): (d.XMLDesc(0), d.XMLDesc(flags)) for d in drv.connection().listAllDomains()}
 
 
 def restart(drv: LibvirtDriver, vm_uuid: str) -> None:
-    dom = drv._connection().lookupByUUIDString(vm_uuid)
+    dom = drv.connection().lookupByUUIDString(vm_uuid)
     dom.destroy()
     dom.create()
 
@@ -456,7 +456,7 @@ def restart(drv: LibvirtDriver, vm_uuid: str) -> None:
 def test_domain_definition_is_the_inactive_xml_without_secrets(disks: LibvirtDriver) -> None:
     root = config_root(disks, DB)
     ET.SubElement(root.find("devices"), "graphics", {"type": "vnc", "port": "-1", "passwd": "s3cret"})  # type: ignore[arg-type]
-    disks._connection().defineXML(ET.tostring(root, encoding="unicode"))
+    disks.connection().defineXML(ET.tostring(root, encoding="unicode"))
 
     definition = ET.fromstring(domain_definition(disks, DB))
     assert definition.findtext("name") == "db-01"
@@ -471,7 +471,7 @@ def test_domain_definition_is_the_inactive_xml_without_secrets(disks: LibvirtDri
 def test_domain_is_active(disks: LibvirtDriver) -> None:
     assert domain_is_active(disks, APP) is True
     assert domain_is_active(disks, DB) is False
-    disks._connection().lookupByUUIDString(DB).create()
+    disks.connection().lookupByUUIDString(DB).create()
     assert domain_is_active(disks, DB) is True
 
 
@@ -612,7 +612,7 @@ def test_attach_to_a_stopped_vm(disks: LibvirtDriver) -> None:
     assert disk.find("source").get("file") == SPARE  # type: ignore[union-attr]
     assert disk.find("target").get("bus") == "virtio"  # type: ignore[union-attr]
     assert disk.find("shareable") is None and disk.find("readonly") is None
-    disks._connection().lookupByUUIDString(DB).create()
+    disks.connection().lookupByUUIDString(DB).create()
     assert disk_of(live_root(disks, DB), "vdc") is not None
 
 
@@ -632,7 +632,7 @@ def test_attach_to_a_running_vm_is_persistent_even_where_hot_plug_is_missing(dis
 def test_attach_keeps_the_secrets_of_the_definition(disks: LibvirtDriver) -> None:
     root = config_root(disks, DB)
     ET.SubElement(root.find("devices"), "graphics", {"type": "vnc", "port": "-1", "passwd": "s3cret"})  # type: ignore[arg-type]
-    disks._connection().defineXML(ET.tostring(root, encoding="unicode"))
+    disks.connection().defineXML(ET.tostring(root, encoding="unicode"))
     attach_disk(disks, DB, source_path=SPARE, bus="virtio", format="qcow2")
     after = config_root(disks, DB)
     assert after.find("devices/graphics").get("passwd") == "s3cret"  # type: ignore[union-attr]
@@ -917,7 +917,7 @@ def test_overlays_and_full_clone_on_a_real_directory_pool(qemu_pool: tuple[Libvi
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", golden, "64M"], check=True)
     # Write 48 MiB of real data so a full copy has something to copy.
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 48M", golden], check=True, capture_output=True)
-    drv._connection().storagePoolLookupByName(pool_name).refresh(0)
+    drv.connection().storagePoolLookupByName(pool_name).refresh(0)
 
     children = [create_overlay_volume(drv, pool_name, f"child-{n}.qcow2", golden) for n in range(3)]
     for child in children:
@@ -953,7 +953,7 @@ def test_overlays_and_full_clone_on_a_real_directory_pool(qemu_pool: tuple[Libvi
     vm_uuid = define_vm_from_template(
         drv, _template_for_qemu("template"), name=vm_name, boot_volume_path=children[0].path
     )
-    dom = drv._connection().lookupByUUIDString(vm_uuid)
+    dom = drv.connection().lookupByUUIDString(vm_uuid)
     root = ET.fromstring(dom.XMLDesc(0))
     assert root.findtext("name") == vm_name
     assert root.find("devices/disk/source").get("file") == children[0].path  # type: ignore[union-attr]
@@ -993,7 +993,7 @@ def _tiny_vm_xml(name: str, boot_path: str, *, vnc_password: str | None = None, 
 
 def _running_vm(drv: LibvirtDriver, pool_name: str, suffix: str, **kwargs: Any) -> Any:
     boot = create_volume(drv, pool_name, f"{suffix}-boot.qcow2", 64 * MiB)
-    dom = drv._connection().defineXML(_tiny_vm_xml(f"{pool_name}-{suffix}", boot.path, **kwargs))
+    dom = drv.connection().defineXML(_tiny_vm_xml(f"{pool_name}-{suffix}", boot.path, **kwargs))
     dom.create()
     return dom
 
@@ -1138,7 +1138,7 @@ def test_a_transient_vm_gets_the_hot_plug_only(qemu_pool: tuple[LibvirtDriver, s
     drv, pool_name, _ = qemu_pool
     boot = create_volume(drv, pool_name, "tmp-boot.qcow2", 64 * MiB)
     data = create_volume(drv, pool_name, "tmp-data.qcow2", 32 * MiB)
-    dom = drv._connection().createXML(_tiny_vm_xml(f"{pool_name}-tmp", boot.path), 0)
+    dom = drv.connection().createXML(_tiny_vm_xml(f"{pool_name}-tmp", boot.path), 0)
     assert not dom.isPersistent()
     result = attach_disk(drv, dom.UUIDString(), source_path=data.path, bus="virtio", format="qcow2")
     assert (result.target, result.live, result.persistent) == ("vdb", True, False)
@@ -1187,7 +1187,7 @@ def test_a_definition_that_cannot_take_the_disk_undoes_the_hot_plug(
     ET.SubElement(pinned, "source", {"file": str(path / "pinned.raw")})
     ET.SubElement(pinned, "target", {"dev": "sdz", "bus": "scsi"})
     ET.SubElement(pinned, "address", {"type": "drive", "controller": "0", "bus": "0", "target": "0", "unit": "0"})
-    drv._connection().defineXML(ET.tostring(root, encoding="unicode"))
+    drv.connection().defineXML(ET.tostring(root, encoding="unicode"))
     before = domain_definition(drv, vm_uuid)
 
     with pytest.raises(DriverError) as exc:
@@ -1204,7 +1204,7 @@ def test_a_definition_that_cannot_take_the_disk_undoes_the_hot_plug(
 
     # A virtio-blk disk is a PCI device: with the definition's PCI slots full it cannot be added there,
     # and this guest has no OS to agree to the unplug. The error says the running VM still has it.
-    _fill_pci_slots(drv._connection(), ET.fromstring(before))
+    _fill_pci_slots(drv.connection(), ET.fromstring(before))
     before = domain_definition(drv, vm_uuid)
     with pytest.raises(DriverError) as exc:
         attach_disk(drv, vm_uuid, source_path=data.path, bus="virtio", format="raw")

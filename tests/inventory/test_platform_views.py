@@ -8,9 +8,11 @@ import re
 import pytest
 from django.urls import reverse
 
-from inventory.models import Host, Operation, Provider, VirtualMachine
+from inventory.models import Host, Provider, VirtualMachine
 from tests.factories import make_inventory, make_provider
 from tests.inventory.platform_data import make_hyperv, make_rhev, self_signed_pem
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -195,14 +197,8 @@ def test_provider_page_shows_a_failed_check_and_the_running_check(operator_clien
     Provider.objects.filter(pk=provider.pk).update(
         check_ok=False, check_message="SSO error: wrong user or password", checked_at="2026-11-01T00:00:00Z"
     )
-    Operation.objects.create(
-        kind=Operation.Kind.ENVIRONMENT_CHECK,
-        provider=provider,
-        target_name=provider.name,
-        status=Operation.Status.RUNNING,
-        progress=40,
-        message="checking VMs",
-    )
+    check = lifecycle.create("environment_check", target=provider, lock=f"check:provider:{provider.pk}")
+    Job.objects.filter(pk=check.pk).update(status=Job.Status.RUNNING, progress=40, message="checking VMs")
     html = operator_client.get(provider.get_absolute_url()).content.decode()
     assert "SSO error: wrong user or password" in html and "failed" in html
     assert "checking VMs" in html and "data-active" in html
@@ -217,12 +213,13 @@ def test_check_environment_queues_one_operation(operator_client, operator_user, 
     with django_capture_on_commit_callbacks(execute=False):
         response = operator_client.post(url)
     assert response.status_code == 302
-    op = Operation.objects.get(kind=Operation.Kind.ENVIRONMENT_CHECK)
-    assert op.provider == provider and op.requested_by == operator_user and op.status == "pending"
+    job = Job.objects.get(kind="environment_check")
+    assert job.target == provider and job.requested_by == operator_user and job.status == "pending"
+    assert job.trigger == "gui"
     with django_capture_on_commit_callbacks(execute=False):
         response = operator_client.post(url, follow=True)
-    assert "already in progress" in response.content.decode()
-    assert Operation.objects.filter(kind=Operation.Kind.ENVIRONMENT_CHECK).count() == 1
+    assert f"an environment check of {provider.name} is already in progress" in response.content.decode().lower()
+    assert Job.objects.filter(kind="environment_check").count() == 1
 
 
 def test_viewer_cannot_check_or_migrate(viewer_client):
@@ -231,7 +228,7 @@ def test_viewer_cannot_check_or_migrate(viewer_client):
     assert viewer_client.post(reverse("provider-check", args=[provider.pk])).status_code == 403
     assert viewer_client.post(reverse("vm-action", args=[vm.pk]), {"kind": "vm_migrate"}).status_code == 403
     assert viewer_client.get(reverse("provider-check", args=[provider.pk])).status_code in (403, 405)
-    assert not Operation.objects.exists()
+    assert not Job.objects.exists()
 
 
 def test_hyperv_provider_page_shows_winrm_settings(viewer_client):
@@ -316,9 +313,9 @@ def test_migrate_queues_the_operation_with_the_chosen_host(operator_client, djan
         response = operator_client.post(
             reverse("vm-action", args=[vm.pk]), {"kind": "vm_migrate", "host": target.pk}, follow=True
         )
-    assert "Migrate of web01 queued" in response.content.decode()
-    op = Operation.objects.get(kind=Operation.Kind.VM_MIGRATE)
-    assert op.vm == vm and op.params == {"host": target.pk}
+    job = Job.objects.get(kind="vm_migrate")
+    assert f"Migrate of web01 queued (operation #{job.pk})" in response.content.decode()
+    assert job.target == vm and job.params == {"host": target.pk}
 
 
 def test_migrate_without_host_lets_the_manager_choose(operator_client, django_capture_on_commit_callbacks):
@@ -326,7 +323,7 @@ def test_migrate_without_host_lets_the_manager_choose(operator_client, django_ca
     vm = VirtualMachine.objects.get(name="web01")
     with django_capture_on_commit_callbacks(execute=False):
         operator_client.post(reverse("vm-action", args=[vm.pk]), {"kind": "vm_migrate", "host": ""})
-    assert Operation.objects.get(kind=Operation.Kind.VM_MIGRATE).params == {}
+    assert Job.objects.get(kind="vm_migrate").params == {}
 
 
 def test_migrate_to_the_current_host_is_refused(operator_client):
@@ -336,7 +333,7 @@ def test_migrate_to_the_current_host_is_refused(operator_client):
         reverse("vm-action", args=[vm.pk]), {"kind": "vm_migrate", "host": vm.host_id}, follow=True
     )
     assert "already runs on rhvh01.example" in response.content.decode()
-    assert not Operation.objects.exists()
+    assert not Job.objects.exists()
 
 
 # --- lists and host page --------------------------------------------------------------------------
@@ -346,12 +343,34 @@ def test_lists_show_platform_facts(viewer_client):
     make_rhev()
     make_hyperv()
     hosts = viewer_client.get(reverse("host-list")).content.decode()
-    assert "cluster prod-cl · Default-DC" in hosts and "RHEV / oVirt" in hosts and "Hyper-V" in hosts
+    assert "cluster prod-cl · Default-DC" in hosts
     pools = viewer_client.get(reverse("pool-list")).content.decode()
     assert "data-nfs" in pools and "iso-nfs" in pools and "nfs · master" in pools
     assert "CSVFS · “CSV-Prod”" in pools
     vms = viewer_client.get(reverse("vm-list") + "?platform=hyperv").content.decode()
-    assert "app01" in vms and "web01" not in vms and "Hyper-V" in vms
+    assert "app01" in vms and "web01" not in vms
+
+
+def test_pages_name_each_providers_platform(viewer_client, admin_client):
+    rhev, hyperv = make_rhev(), make_hyperv()
+    web01, app01 = VirtualMachine.objects.get(name="web01"), VirtualMachine.objects.get(name="app01")
+    badge = '<span class="badge badge-outline">{}</span>'
+    pages = {
+        reverse("host-list"): [badge.format("RHEV / oVirt"), badge.format("Hyper-V")],
+        reverse("pool-list"): [badge.format("RHEV / oVirt"), badge.format("Hyper-V")],
+        reverse("vm-list"): ["<td>RHEV / oVirt</td>", "<td>Hyper-V</td>"],
+        reverse("provider-list"): ['<td class="nowrap">RHEV / oVirt</td>', '<td class="nowrap">Hyper-V</td>'],
+        rhev.get_absolute_url(): ["<dt>Platform</dt><dd>RHEV / oVirt</dd>"],
+        web01.get_absolute_url(): ["(RHEV / oVirt)</dd>"],
+        app01.get_absolute_url(): ["(Hyper-V)</dd>"],
+        Host.objects.get(hostname="rhvh01.example").get_absolute_url(): ["(RHEV / oVirt)</dd>"],
+        reverse("provider-edit", args=[hyperv.pk]): ['<div>Hyper-V <span class="small muted">(cannot be changed)'],
+    }
+    missing = {
+        url: [text for text in texts if text not in admin_client.get(url).content.decode()]
+        for url, texts in pages.items()
+    }
+    assert {url: names for url, names in missing.items() if names} == {}
 
 
 def test_host_page_shows_platform_facts(viewer_client):

@@ -14,9 +14,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from inventory import states
-from inventory.models import DiscoveryRun, Host, Operation, Provider, VirtualDisk, VirtualMachine
+from inventory.models import Host, Provider, VirtualDisk, VirtualMachine
 from inventory.services import discovery, operations
+from inventory.services.operations import Kind
 from inventory.services.providers import create_provider, provider_options, update_provider
+from vom.jobs.models import Job
+from vom.jobs.runner import run_now
 from vom.simulators.rhev import VM_STATUSES, demo_inventory, start_simulator
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +93,8 @@ def test_hyperv_provider_bad_input(fields, field, message):
     assert not Provider.objects.exists()
 
 
-def test_hyperv_provider_options_reach_the_driver():
+def test_hyperv_provider_options_reach_the_driver(settings):
+    settings.VOM_PLATFORM_CONNECT_TIMEOUT, settings.VOM_PLATFORM_READ_TIMEOUT = 7.0, 70.0
     p = create_provider(
         name="hv",
         kind="hyperv",
@@ -102,7 +106,17 @@ def test_hyperv_provider_options_reach_the_driver():
         port=5985,
         cert_validation=False,
     )
-    assert provider_options(p) == {"auth": "ntlm", "ssl": False, "port": 5985, "cert_validation": False}
+    # Every platform call is bounded in time: the timeouts of the settings go with the kind's own options.
+    assert provider_options(p) == {
+        "auth": "ntlm",
+        "ssl": False,
+        "port": 5985,
+        "cert_validation": False,
+        "connect_timeout": 7.0,
+        "read_timeout": 70.0,
+    }
+    libvirt = create_provider(name="kvm", uri="test:///default")
+    assert provider_options(libvirt) == {"connect_timeout": 7.0, "read_timeout": 70.0}
 
 
 def test_kind_cannot_change_and_a_refused_edit_changes_nothing(rhev):
@@ -120,7 +134,7 @@ def test_kind_cannot_change_and_a_refused_edit_changes_nothing(rhev):
 
 def test_rhev_discovery_fills_the_one_inventory(rhev):
     run = discovery.discover_now(provider=rhev)
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    assert run.status == Job.Status.SUCCEEDED, run.error
     rhev.refresh_from_db()
     assert {"datacenters", "clusters", "templates", "product"} <= set(rhev.facts)
     assert len(rhev.facts["datacenters"]) == 2 and len(rhev.facts["clusters"]) == 3
@@ -141,22 +155,23 @@ def test_rhev_unchanged_rediscovery_writes_nothing(rhev):
     discovery.discover_now(provider=rhev)
     with CaptureQueriesContext(connection) as ctx:
         run = discovery.discover_now(provider=rhev)
-    assert (run.added, run.changed, run.removed) == (0, 0, 0)
+    assert (run.result["added"], run.result["changed"], run.result["removed"]) == (0, 0, 0)
+    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in {"INSERT", "UPDATE", "DELETE"}]
+    # The discovery's own job rows and the provider's "last discovered" are written; nothing else.
     inventory_writes = [
-        q["sql"]
-        for q in ctx.captured_queries
-        if q["sql"].split()[0] in {"INSERT", "UPDATE", "DELETE"}
-        and "inventory_discoveryrun" not in q["sql"]
-        and "inventory_provider" not in q["sql"]
+        sql
+        for sql in writes
+        if not any(table in sql for table in ('"jobs_job"', '"jobs_joblogentry"', '"inventory_provider"'))
     ]
     assert inventory_writes == []
+    assert any('"jobs_job"' in sql for sql in writes)  # the filter above excludes what it says
 
 
 def test_rhev_wrong_password_keeps_the_inventory_stale(rhev):
     discovery.discover_now(provider=rhev)
     update_provider(provider=rhev, password="wrong")
     run = discovery.discover_now(provider=rhev)
-    assert run.status == DiscoveryRun.Status.FAILED and not run.retryable
+    assert run.status == Job.Status.FAILED and not run.retryable
     assert "wrong" not in run.error and run.error
     rhev.refresh_from_db()
     assert rhev.status == Provider.Status.STALE
@@ -168,7 +183,7 @@ def test_unreachable_manager_is_retryable():
         name="gone", kind="rhev", uri="http://127.0.0.1:9/ovirt-engine/api", username="admin@internal", password="x"
     )
     run = discovery.discover_now(provider=p)
-    assert run.status == DiscoveryRun.Status.FAILED and run.retryable
+    assert run.status == Job.Status.FAILED and run.retryable
 
 
 # --- states --------------------------------------------------------------------------------
@@ -201,31 +216,33 @@ def test_hyperv_and_libvirt_state_tables():
 # --- operations ----------------------------------------------------------------------------
 
 
-def _run(vm, kind, **params):
+def _run(vm, kind, **params) -> Job:
     vm.refresh_from_db()
-    op = operations.request_vm_operation(vm=vm, kind=kind, user=None, params=params)
-    return operations.execute_operation(op.pk)
+    job = operations.request_vm_operation(vm=vm, kind=kind, user=None, params=params)
+    return run_now(job.pk)
+
+
+def _check(provider) -> Job:
+    return run_now(operations.request_environment_check(provider=provider, user=None).pk)
 
 
 def test_rhev_start_stop_and_no_snapshots(rhev):
     discovery.discover_now(provider=rhev)
     down = VirtualMachine.objects.filter(provider=rhev, raw_state="down").first()
-    assert Operation.Kind.VM_START in operations.allowed_operations(down)
-    op = _run(down, Operation.Kind.VM_START)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert Kind.VM_START in operations.allowed_operations(down)
+    op = _run(down, Kind.VM_START)
+    assert op.status == Job.Status.SUCCEEDED, op.error
     down.refresh_from_db()
     assert down.state == "running" and down.raw_state == "up"
     with pytest.raises(ValidationError, match="cannot be asked to create snapshot"):
-        operations.request_vm_operation(
-            vm=down, kind=Operation.Kind.SNAPSHOT_CREATE, user=None, params={"snapshot": "x"}
-        )
-    assert _run(down, Operation.Kind.VM_POWER_OFF).status == Operation.Status.SUCCEEDED
+        operations.request_vm_operation(vm=down, kind=Kind.SNAPSHOT_CREATE, user=None, params={"snapshot": "x"})
+    assert _run(down, Kind.VM_POWER_OFF).status == Job.Status.SUCCEEDED
 
 
 def test_rhev_live_migration_to_a_chosen_host_and_refusals(rhev):
     discovery.discover_now(provider=rhev)
     vm = VirtualMachine.objects.filter(provider=rhev, raw_state="up").select_related("host").first()
-    assert Operation.Kind.VM_MIGRATE in operations.allowed_operations(vm)
+    assert Kind.VM_MIGRATE in operations.allowed_operations(vm)
     cluster = vm.host.details.get("cluster")
     target = (
         Host.objects.filter(provider=rhev, details__cluster=cluster, details__status="up")
@@ -234,9 +251,9 @@ def test_rhev_live_migration_to_a_chosen_host_and_refusals(rhev):
     )
     assert target is not None
     with pytest.raises(ValidationError, match="already runs on"):
-        operations.request_vm_operation(vm=vm, kind=Operation.Kind.VM_MIGRATE, user=None, params={"host": vm.host_id})
-    op = _run(vm, Operation.Kind.VM_MIGRATE, host=target.pk)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+        operations.request_vm_operation(vm=vm, kind=Kind.VM_MIGRATE, user=None, params={"host": vm.host_id})
+    op = _run(vm, Kind.VM_MIGRATE, host=target.pk)
+    assert op.status == Job.Status.SUCCEEDED, op.error
     vm.refresh_from_db()
     assert vm.host_id == target.pk
     discovery.discover_now(provider=rhev)  # the manager agrees
@@ -249,27 +266,27 @@ def test_migrate_is_refused_for_kvm_vms():
 
     provider = make_inventory()
     vm = VirtualMachine.objects.filter(provider=provider, state="running").first()
-    assert Operation.Kind.VM_MIGRATE not in operations.allowed_operations(vm)
+    assert Kind.VM_MIGRATE not in operations.allowed_operations(vm)
     with pytest.raises(ValidationError, match="cannot be asked to migrate"):
-        operations.request_vm_operation(vm=vm, kind=Operation.Kind.VM_MIGRATE, user=None)
+        operations.request_vm_operation(vm=vm, kind=Kind.VM_MIGRATE, user=None)
 
 
 def test_environment_check_records_the_result_on_provider_and_vms(rhev):
     discovery.discover_now(provider=rhev)
-    op = operations.request_environment_check(provider=rhev, user=None)
-    op = operations.execute_operation(op.pk)
+    op = _check(rhev)
+    assert (op.kind, op.target, op.lock) == ("environment_check", rhev, f"check:provider:{rhev.pk}")
     rhev.refresh_from_db()
     # Some demo VMs have the manager's own HA on: the check fails and says why.
-    assert op.status == Operation.Status.FAILED and "high availability" in op.error
+    assert op.status == Job.Status.FAILED and "high availability" in op.error
     assert rhev.check_ok is False and rhev.checked_at is not None
     assert (
         VirtualMachine.objects.filter(provider=rhev, check_ok=False).count()
         == VirtualMachine.objects.filter(provider=rhev, details__ha_enabled=True, removed_at__isnull=True).count()
     )
     update_provider(provider=rhev, password="wrong")
-    op = operations.execute_operation(operations.request_environment_check(provider=rhev, user=None).pk)
+    op = _check(rhev)
     rhev.refresh_from_db()
-    assert op.status == Operation.Status.FAILED and rhev.check_ok is False and "wrong" not in rhev.check_message
+    assert op.status == Job.Status.FAILED and rhev.check_ok is False and "wrong" not in rhev.check_message
 
 
 def test_export_covers_the_manager_facts_and_platform_details(rhev):
@@ -292,7 +309,7 @@ def test_hyperv_discovery_operations_and_a_broken_output(tmp_path):
     forget_replay_hosts()
     hv = create_provider(name="hv07", kind="hyperv", uri=f"captured://{path}")
     run = discovery.discover_now(provider=hv)
-    assert run.status == DiscoveryRun.Status.SUCCEEDED, run.error
+    assert run.status == Job.Status.SUCCEEDED, run.error
     vms = VirtualMachine.objects.filter(provider=hv)
     assert vms.count() == 12
     running = vms.filter(state="running").first()
@@ -300,16 +317,16 @@ def test_hyperv_discovery_operations_and_a_broken_output(tmp_path):
     vhd = running.disks.get()
     assert vhd.driver_format == "vhdx" and vhd.backing_chain and vhd.details
     # Hyper-V's "save" is the console's suspend; checkpoints are snapshots.
-    assert _run(running, Operation.Kind.VM_SUSPEND).status == Operation.Status.SUCCEEDED
+    assert _run(running, Kind.VM_SUSPEND).status == Job.Status.SUCCEEDED
     running.refresh_from_db()
     assert running.state == "suspended" and running.raw_state == "Saved"
-    assert _run(running, Operation.Kind.SNAPSHOT_CREATE, snapshot="before patch").status == Operation.Status.SUCCEEDED
+    assert _run(running, Kind.SNAPSHOT_CREATE, snapshot="before patch").status == Job.Status.SUCCEEDED
     discovery.discover_now(provider=hv)
     assert running.snapshots.filter(name="before patch").exists()
     # Malformed output: the discovery fails with the reason, the inventory stays, marked stale.
     path.write_text('{"Host": {"ComputerName": "HVB07"}, "VMs": [')
     run = discovery.discover_now(provider=hv)
-    assert run.status == DiscoveryRun.Status.FAILED and "JSON" in run.error
+    assert run.status == Job.Status.FAILED and "JSON" in run.error
     hv.refresh_from_db()
     assert hv.status == Provider.Status.STALE
     assert VirtualMachine.objects.filter(provider=hv, removed_at__isnull=True).count() == 12
@@ -342,12 +359,12 @@ def test_a_check_that_cannot_reach_its_host_fails_and_does_not_block_the_next(tm
     discovery.discover_now(provider=hv)
     path.unlink()
     forget_replay_hosts()
-    op = operations.execute_operation(operations.request_environment_check(provider=hv, user=None).pk)
-    assert op.status == Operation.Status.FAILED and op.error
+    op = _check(hv)
+    assert op.status == Job.Status.FAILED and op.error
     hv.refresh_from_db()
     assert hv.check_ok is False
     second = operations.request_environment_check(provider=hv, user=None)  # not "already in progress"
-    assert second.pk != op.pk
+    assert second.pk != op.pk and second.status == Job.Status.PENDING
 
 
 def test_a_migration_the_manager_accepted_but_did_not_carry_out_fails(rhev, monkeypatch, settings):
@@ -358,8 +375,8 @@ def test_a_migration_the_manager_accepted_but_did_not_carry_out_fails(rhev, monk
     monkeypatch.setattr(RhevDriver, "migrate", lambda self, vm_id, host_id=None: None)  # accepted, nothing moves
     settings.VOM_MIGRATE_TIMEOUT = 2
     host_before = vm.host_id
-    op = _run(vm, Operation.Kind.VM_MIGRATE)
-    assert op.status == Operation.Status.FAILED and "did not move" in op.error
+    op = _run(vm, Kind.VM_MIGRATE)
+    assert op.status == Job.Status.FAILED and "did not move" in op.error
     vm.refresh_from_db()
     assert vm.host_id == host_before
 
@@ -368,7 +385,7 @@ def test_a_migration_the_manager_accepted_but_did_not_carry_out_fails(rhev, monk
 def test_every_manager_url_the_form_accepts_discovers(manager, path):
     base = manager.removesuffix("/ovirt-engine/api")
     p = create_provider(name="m", kind="rhev", uri=base + path, username="admin@internal", password="secret")
-    assert discovery.discover_now(provider=p).status == DiscoveryRun.Status.SUCCEEDED
+    assert discovery.discover_now(provider=p).status == Job.Status.SUCCEEDED
 
 
 def test_a_private_key_is_not_a_ca_certificate():
@@ -399,9 +416,10 @@ def test_a_private_key_is_not_a_ca_certificate():
 
 def test_a_check_then_a_discovery_writes_nothing(rhev):
     discovery.discover_now(provider=rhev)
-    operations.execute_operation(operations.request_environment_check(provider=rhev, user=None).pk)
+    _check(rhev)
     run = discovery.discover_now(provider=rhev)
-    assert (run.added, run.changed, run.removed) == (0, 0, 0)
+    assert run.status == Job.Status.SUCCEEDED
+    assert (run.result["added"], run.result["changed"], run.result["removed"]) == (0, 0, 0)
 
 
 def test_a_file_moved_out_of_the_allowed_dirs_is_not_read_later(tmp_path, settings):
@@ -415,4 +433,4 @@ def test_a_file_moved_out_of_the_allowed_dirs_is_not_read_later(tmp_path, settin
     hv = create_provider(name="hv09", kind="hyperv", uri=f"captured://{path}")
     settings.VOM_TEST_NODE_DIRS = [str(tmp_path / "elsewhere")]
     run = discovery.discover_now(provider=hv)
-    assert run.status == DiscoveryRun.Status.FAILED and "only read from" in run.error
+    assert run.status == Job.Status.FAILED and "only read from" in run.error

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from inventory.drivers.base import Credentials, DriverError
+from inventory.drivers.base import Credentials, DriverError, VMCheck
 from inventory.drivers.rhev import RhevDriver, RhevSnapshot
 from vom.simulators.rhev import VM_STATUSES, demo_inventory, start
 
@@ -301,24 +301,21 @@ def test_verify_reports_manager_and_ha(sim, driver):
     ha = _vm(sim, lambda v: v.ha_enabled)
     plain = _vm(sim, lambda v: not v.ha_enabled)
     result = driver.verify([ha.id, plain.id])
-    assert result["product"].startswith("oVirt Engine")
-    assert result["ok"] is False
-    assert result["vms"][plain.id] == {"ok": True, "reason": "", "ha_enabled": False, "name": plain.name}
-    assert (
-        result["vms"][ha.id]["ha_enabled"] is True and "high availability is enabled" in result["vms"][ha.id]["reason"]
-    )
-    assert driver.verify([plain.id])["ok"] is True
+    assert result.product.startswith("oVirt Engine")
+    assert result.ok is False
+    assert result.vms[plain.id] == VMCheck(ok=True, reason="", ha_enabled=False, name=plain.name)
+    assert result.vms[ha.id].ha_enabled is True and "high availability is enabled" in result.vms[ha.id].reason
+    assert driver.verify([plain.id]).ok is True
     missing = driver.verify(["00000000-0000-0000-0000-00000000dead"])
-    assert (
-        missing["ok"] is False
-        and "not known to the manager" in missing["vms"]["00000000-0000-0000-0000-00000000dead"]["reason"]
-    )
+    assert missing.ok is False
+    assert "not known to the manager" in missing.vms["00000000-0000-0000-0000-00000000dead"].reason
 
 
 def test_verify_wrong_password_says_so(sim):
     with RhevDriver(sim.url, Credentials("admin@internal", "nope")) as drv:
         result = drv.verify(["x"])
-    assert result["ok"] is False and "login refused" in result["reason"] and result["retryable"] is False
+    assert result.ok is False and "login refused" in result.reason and result.retryable is False
+    assert result.vms["x"] == VMCheck(ok=False, reason=result.reason)
 
 
 def test_url_normalization():

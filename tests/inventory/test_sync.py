@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from inventory.drivers.base import VMStateReading
 from inventory.models import Host, NetworkInterface, StorageVolume, VirtualDisk, VirtualMachine, VMSnapshot
-from inventory.services.sync import apply_snapshot
+from inventory.services.sync import apply_snapshot, record_vm_state
 from tests.factories import make_provider, make_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +128,66 @@ def test_a_repeated_mac_does_not_make_every_rediscovery_write():
     apply_snapshot(provider, snap)
     assert NetworkInterface.objects.filter(vm__name="kvm01-vm00").count() == 1
     assert apply_snapshot(provider, snap).rows_written == 0
+
+
+def test_a_stale_reading_never_overwrites_a_newer_state():
+    """States are written compare-and-set on the time they were read: a discovery that read the platform
+    before an operation read the VM again does not put the older state back."""
+    provider = make_provider()
+    started = make_snapshot(vms=2)  # read now: vm01 is "shutoff"
+    apply_snapshot(provider, started)
+    vm = VirtualMachine.objects.get(name="kvm01-vm01")
+    assert vm.state == "stopped" and vm.state_read_at == started.read_at
+    later = started.read_at + dt.timedelta(seconds=5)
+    # An operation started it and read it afterwards.
+    assert record_vm_state(vm, VMStateReading(uuid=vm.uuid, state="running", read_at=later)) == "running"
+    # A discovery that had read the platform in between (before the start) comes back late.
+    late = make_snapshot(vms=2)
+    late.read_at = started.read_at + dt.timedelta(seconds=2)
+    late.vms[0].state = "paused"  # vm00 was paused meanwhile: that part of the reading is the newest
+    result = apply_snapshot(provider, late)
+    vm.refresh_from_db()
+    assert (vm.state, vm.raw_state, vm.state_read_at) == ("running", "running", later)
+    vm00 = VirtualMachine.objects.get(name="kvm01-vm00")
+    assert vm00.state == "paused" and vm00.state_read_at == late.read_at
+    assert result.kinds["vm"].changed == 1
+    # An older single reading loses too, and the VM object says what the database holds.
+    stale = VMStateReading(uuid=vm.uuid, state="shutoff", read_at=started.read_at)
+    assert record_vm_state(vm, stale) == "running" and vm.state == "running"
+    # A newer discovery wins.
+    newest = make_snapshot(vms=2)
+    newest.read_at = later + dt.timedelta(seconds=1)
+    apply_snapshot(provider, newest)
+    vm.refresh_from_db()
+    assert vm.state == "stopped"
+
+
+MAC_SCRIPT = """
+import django
+django.setup()
+from tests.factories import make_snapshot
+print(" ".join(nic.mac for host in ("kvm01", "kvm-a", "rhev-b") for vm in make_snapshot(host=host, vms=40).vms
+               for nic in vm.nics))
+"""
+
+
+def test_factory_macs_do_not_change_with_the_hash_seed():
+    """The MACs of the test inventory come from the host and VM names alone (``hash()`` of a string
+    changes with PYTHONHASHSEED, so a test filtering by MAC could match another VM in another run)."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def macs(seed: str) -> list[str]:
+        env = {**os.environ, "PYTHONHASHSEED": seed, "DJANGO_SETTINGS_MODULE": "vom.test_settings"}
+        done = subprocess.run([sys.executable, "-c", MAC_SCRIPT], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    first, second = macs("1"), macs("2")
+    assert first == second and len(first) == 120
+    assert len(set(first)) == 120  # one per VM, across hosts
+    assert first == [
+        nic.mac
+        for host in ("kvm01", "kvm-a", "rhev-b")
+        for vm in make_snapshot(host=host, vms=40).vms
+        for nic in vm.nics
+    ]

@@ -12,16 +12,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inventory.models import (
-    DiscoveryRun,
     Host,
-    Operation,
-    OperationLogEntry,
     Provider,
     StoragePool,
     VirtualDisk,
     VirtualMachine,
 )
-from tests.factories import make_inventory, make_provider
+from inventory.services.discovery import discoveries
+from tests.factories import make_inventory, make_provider, make_user
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -29,29 +29,39 @@ EVIL = "a<b&\"c'"
 EVIL_ESCAPED = "a&lt;b&amp;&quot;c&#x27;"
 
 
+def _job(kind: str, target, *, status: str = Job.Status.PENDING, lock: str = "", **fields: object) -> Job:
+    """A job as the lifecycle writes it (with the target's lock), then brought to ``status``."""
+    if not lock and isinstance(target, VirtualMachine):
+        lock = f"vm:{target.pk}"
+    job = lifecycle.create(kind, target=target, lock=lock, trigger=fields.pop("trigger", Job.Trigger.GUI))
+    Job.objects.filter(pk=job.pk).update(status=status, **fields)
+    job.refresh_from_db()
+    return job
+
+
 @pytest.fixture
 def inv():
     """A discovered provider (3 VMs: running, stopped, paused), a finished discovery and an operation."""
     provider = make_inventory(make_provider("kvm-gui"))
     vms = {vm.name: vm for vm in VirtualMachine.objects.filter(provider=provider)}
-    run = DiscoveryRun.objects.create(
-        provider=provider,
-        status=DiscoveryRun.Status.SUCCEEDED,
-        trigger=DiscoveryRun.Trigger.SCHEDULE,
-        duration_ms=1234,
-        added=12,
-        counts={"vm": {"added": 3, "changed": 0, "removed": 0}, "disk": {"added": 6, "changed": 0, "removed": 0}},
+    run = _job(
+        "discovery",
+        provider,
+        status=Job.Status.SUCCEEDED,
+        trigger=Job.Trigger.SCHEDULE,
+        result={
+            "added": 12,
+            "changed": 0,
+            "removed": 0,
+            "duration_ms": 1234,
+            "counts": {
+                "vm": {"added": 3, "changed": 0, "removed": 0},
+                "disk": {"added": 6, "changed": 0, "removed": 0},
+            },
+        },
     )
-    op = Operation.objects.create(
-        kind=Operation.Kind.VM_REBOOT,
-        vm=vms["kvm-gui-vm00"],
-        provider=provider,
-        target_name="kvm-gui-vm00",
-        status=Operation.Status.SUCCEEDED,
-        progress=100,
-        message="done",
-    )
-    OperationLogEntry.objects.create(operation=op, message="reboot requested")
+    op = _job("vm_reboot", vms["kvm-gui-vm00"], status=Job.Status.SUCCEEDED, progress=100, message="done")
+    lifecycle.log(op, "reboot requested")
     return {
         "provider": provider,
         "running": vms["kvm-gui-vm00"],
@@ -70,7 +80,7 @@ def _pages(inv) -> list[tuple[str, str]]:
         (reverse("dashboard"), "VMs by state"),
         (reverse("provider-list"), "kvm-gui"),
         (reverse("provider-detail", args=[inv["provider"].pk]), "Discovery history"),
-        (reverse("discovery-detail", args=[inv["run"].pk]), "Per kind"),
+        (reverse("job-detail", args=[inv["run"].pk]), "−0 removed"),
         (reverse("host-list"), "EPYC-Rome"),
         (reverse("host-detail", args=[inv["host"].pk]), "kvm-gui-vm02"),
         (reverse("vm-list"), "kvm-gui-vm01"),
@@ -79,8 +89,8 @@ def _pages(inv) -> list[tuple[str, str]]:
         (reverse("pool-detail", args=[inv["pool"].pk]), "golden.qcow2"),
         (reverse("volume-list"), "kvm-gui-vm00.qcow2"),
         (reverse("network-list"), "virbr0"),
-        (reverse("operation-list"), "kvm-gui-vm00"),
-        (reverse("operation-detail", args=[inv["op"].pk]), "reboot requested"),
+        (reverse("job-list"), "kvm-gui-vm00"),
+        (reverse("job-detail", args=[inv["op"].pk]), "reboot requested"),
     ]
 
 
@@ -143,8 +153,7 @@ def test_viewer_posts_are_forbidden_and_change_nothing(viewer_client, inv):
     ]
     for url, data in posts:
         assert viewer_client.post(url, data).status_code == 403, url
-    assert Operation.objects.count() == 1  # the fixture's
-    assert DiscoveryRun.objects.count() == 1
+    assert list(Job.objects.order_by("pk")) == [inv["run"], inv["op"]]  # the fixture's
     assert list(Provider.objects.values_list("name", flat=True)) == ["kvm-gui"]
 
 
@@ -165,12 +174,12 @@ def test_action_urls_refuse_get(operator_client, inv):
 def test_operator_queues_a_vm_operation(operator_client, operator_user, inv):
     vm = inv["stopped"]
     response = operator_client.post(reverse("vm-action", args=[vm.pk]), {"kind": "vm_start"}, follow=True)
-    op = Operation.objects.get(vm=vm)
-    assert op.kind == Operation.Kind.VM_START and op.status == Operation.Status.PENDING
+    op = Job.objects.get(target_id=vm.pk, kind__startswith="vm_")
+    assert (op.kind, op.status, op.target, op.trigger) == ("vm_start", Job.Status.PENDING, vm, Job.Trigger.GUI)
     assert op.requested_by == operator_user
     assert response.redirect_chain[-1][0] == vm.get_absolute_url()
     page = response.content.decode()
-    assert f"operation #{op.pk}" in page  # the success message
+    assert f"Start of kvm-gui-vm01 queued (operation #{op.pk})." in page  # the success message
     assert "data-refresh-until-idle" in page and "data-active" in page  # the live region polls it
 
 
@@ -178,7 +187,7 @@ def test_a_refused_operation_shows_why_and_creates_nothing(operator_client, inv)
     vm = inv["running"]
     response = operator_client.post(reverse("vm-action", args=[vm.pk]), {"kind": "vm_start"}, follow=True)
     assert "cannot start VM" in response.content.decode()
-    assert not Operation.objects.filter(vm=vm, kind=Operation.Kind.VM_START).exists()
+    assert not Job.objects.filter(kind="vm_start").exists()
     response = operator_client.post(reverse("vm-action", args=[vm.pk]), {"kind": "format_disk"}, follow=True)
     assert "Not queued" in response.content.decode()
 
@@ -187,8 +196,8 @@ def test_snapshot_create_revert_and_delete_go_through_vm_action(operator_client,
     vm = inv["stopped"]
     url = reverse("vm-action", args=[vm.pk])
     operator_client.post(url, {"kind": "snapshot_create", "snapshot": "pre-patch", "description": "before patching"})
-    op = Operation.objects.get(vm=vm)
-    assert op.kind == Operation.Kind.SNAPSHOT_CREATE
+    op = Job.objects.get(kind__startswith="snapshot_")
+    assert op.kind == "snapshot_create" and op.target == vm
     assert op.params == {"snapshot": "pre-patch", "description": "before patching"}
     running = inv["running"]  # has the factory's snapshot "before-upgrade"
     page = operator_client.get(reverse("vm-detail", args=[running.pk])).content.decode()
@@ -196,9 +205,8 @@ def test_snapshot_create_revert_and_delete_go_through_vm_action(operator_client,
     operator_client.post(
         reverse("vm-action", args=[running.pk]), {"kind": "snapshot_revert", "snapshot": "before-upgrade"}
     )
-    assert Operation.objects.get(vm=running, kind=Operation.Kind.SNAPSHOT_REVERT).params == {
-        "snapshot": "before-upgrade"
-    }
+    revert = Job.objects.get(kind="snapshot_revert")
+    assert revert.target == running and revert.params == {"snapshot": "before-upgrade"}
 
 
 def test_bulk_action_reports_queued_and_refused(operator_client, inv):
@@ -215,7 +223,7 @@ def test_bulk_action_reports_queued_and_refused(operator_client, inv):
     page = response.content.decode()
     assert "Power off queued for 2 VMs." in page
     assert "refused for 1 VM — cannot power off VM &#x27;kvm-gui-vm01&#x27;: it is stopped." in page
-    assert set(Operation.objects.filter(kind=Operation.Kind.VM_POWER_OFF).values_list("vm__name", flat=True)) == {
+    assert set(Job.objects.filter(kind="vm_power_off").values_list("target_name", flat=True)) == {
         "kvm-gui-vm00",
         "kvm-gui-vm02",
     }
@@ -226,7 +234,7 @@ def test_bulk_action_without_selection_or_with_an_unknown_kind_queues_nothing(op
     assert "Select at least one VM." in response.content.decode()
     response = operator_client.post(reverse("vm-bulk-action"), {"kind": "snapshot_delete", "vm": [inv["stopped"].pk]})
     assert response.status_code == 302
-    assert Operation.objects.count() == 1
+    assert list(Job.objects.order_by("pk")) == [inv["run"], inv["op"]]
     evil_next = operator_client.post(
         reverse("vm-bulk-action"), {"kind": "vm_start", "vm": [inv["stopped"].pk], "next": "https://evil.example/"}
     )
@@ -235,19 +243,25 @@ def test_bulk_action_without_selection_or_with_an_unknown_kind_queues_nothing(op
 
 def test_timed_out_shutdown_offers_force_power_off(operator_client, viewer_client, inv):
     vm = inv["running"]
-    op = Operation.objects.create(
-        kind=Operation.Kind.VM_SHUTDOWN,
-        vm=vm,
-        provider=inv["provider"],
-        target_name=vm.name,
-        status=Operation.Status.FAILED,
+    op = _job(
+        "vm_shutdown",
+        vm,
+        status=Job.Status.FAILED,
         result={"timed_out": True, "can_force": True},
         error="did not shut down within 120 s",
     )
     page = operator_client.get(reverse("vm-detail", args=[vm.pk])).content.decode()
     assert "Force power-off" in page and 'value="vm_power_off"' in page
-    assert "Force power-off" in operator_client.get(reverse("operation-detail", args=[op.pk])).content.decode()
+    job_page = operator_client.get(reverse("job-detail", args=[op.pk])).content.decode()
+    assert "Force power-off" in job_page and f'action="/vms/{vm.pk}/action/"' in job_page
     assert "Force power-off" not in viewer_client.get(reverse("vm-detail", args=[vm.pk])).content.decode()
+    assert "Force power-off" not in viewer_client.get(reverse("job-detail", args=[op.pk])).content.decode()
+    # Not after a shutdown that failed for another reason, nor once the VM is stopped.
+    Job.objects.filter(pk=op.pk).update(result={})
+    assert "Force power-off" not in operator_client.get(reverse("job-detail", args=[op.pk])).content.decode()
+    Job.objects.filter(pk=op.pk).update(result={"timed_out": True, "can_force": True})
+    VirtualMachine.objects.filter(pk=vm.pk).update(state="stopped")
+    assert "Force power-off" not in operator_client.get(reverse("job-detail", args=[op.pk])).content.decode()
 
 
 def test_non_persistent_disk_is_flagged(viewer_client, inv):
@@ -264,14 +278,7 @@ def test_non_persistent_disk_is_flagged(viewer_client, inv):
 
 def test_fragments_return_just_the_region_marked_as_fragment(viewer_client, inv):
     vm = inv["stopped"]
-    Operation.objects.create(
-        kind=Operation.Kind.VM_START,
-        vm=vm,
-        target_name=vm.name,
-        status=Operation.Status.RUNNING,
-        progress=40,
-        message="waiting for the new state",
-    )
+    _job("vm_start", vm, status=Job.Status.RUNNING, progress=40, message="waiting for the new state")
     url = reverse("vm-detail", args=[vm.pk])
     ops = viewer_client.get(url, {"fragment": "operations"})
     assert ops["X-Vom-Fragment"] == "1" and ops["Cache-Control"] == "no-store"
@@ -285,10 +292,11 @@ def test_fragments_return_just_the_region_marked_as_fragment(viewer_client, inv)
         assert response.status_code == 200 and response["X-Vom-Fragment"] == "1", name
     assert b"waiting for the new state" in viewer_client.get(reverse("dashboard"), {"fragment": "operations"}).content
     assert b"<svg" in viewer_client.get(reverse("dashboard"), {"fragment": "summary"}).content
-    live = viewer_client.get(reverse("operation-detail", args=[inv["op"].pk]), {"fragment": "live"})
-    assert live["X-Vom-Fragment"] == "1" and b"reboot requested" in live.content
-    run = viewer_client.get(reverse("discovery-detail", args=[inv["run"].pk]), {"fragment": "run"})
-    assert b"disk" in run.content
+    live = viewer_client.get(reverse("job-detail", args=[inv["op"].pk]), {"fragment": "live"})
+    assert live["X-Vom-Fragment"] == "1" and b"reboot requested" in live.content and b"<html" not in live.content
+    run = viewer_client.get(reverse("job-detail", args=[inv["run"].pk]), {"fragment": "live"}).content.decode()
+    assert "<td>disk</td>" in run and "<td>vm</td>" in run and "+12 added" in run
+    assert viewer_client.get(reverse("job-detail", args=[inv["run"].pk]), {"fragment": "run"}).status_code == 404
 
 
 def test_pages_declare_their_live_regions(viewer_client, inv):
@@ -308,7 +316,7 @@ def test_provider_page_status_and_inventory_update_themselves_during_a_discovery
         assert f'data-refresh="{url}?fragment={name}" data-refresh-until-idle' in page, name
     assert "data-active" not in page  # nothing running: every region stays still
 
-    run = DiscoveryRun.objects.create(provider=provider, trigger=DiscoveryRun.Trigger.MANUAL)  # queued
+    run = lifecycle.create("discovery", target=provider, lock=f"discovery:provider:{provider.pk}")  # queued
     status = viewer_client.get(url, {"fragment": "status"})
     assert status["X-Vom-Fragment"] == "1" and "<html" not in status.content.decode()
     assert "Not yet discovered" in status.content.decode() and "data-active" in status.content.decode()
@@ -318,7 +326,7 @@ def test_provider_page_status_and_inventory_update_themselves_during_a_discovery
 
     # The worker finishes: inventory written, then run and provider updated together.
     make_inventory(provider)
-    DiscoveryRun.objects.filter(pk=run.pk).update(status=DiscoveryRun.Status.SUCCEEDED)
+    Job.objects.filter(pk=run.pk).update(status=Job.Status.SUCCEEDED)
     Provider.objects.filter(pk=provider.pk).update(last_discovery_at="2026-01-01T00:00:00Z")
     status = viewer_client.get(url, {"fragment": "status"}).content.decode()
     assert ">OK</span>" in status and "Not yet discovered" not in status and "data-active" not in status
@@ -431,12 +439,13 @@ def test_discover_now_queues_one_manual_discovery(operator_client, operator_user
     provider = inv["provider"]
     url = reverse("provider-discover", args=[provider.pk])
     first = operator_client.post(url, follow=True)
-    run = DiscoveryRun.objects.filter(provider=provider).order_by("-pk").first()
-    assert run.trigger == DiscoveryRun.Trigger.MANUAL and run.requested_by == operator_user and run.is_active
+    run = discoveries(provider).first()
+    assert run.trigger == Job.Trigger.GUI and run.requested_by == operator_user and run.is_active
+    assert run.status == Job.Status.PENDING
     assert f"Discovery of kvm-gui queued (#{run.pk})" in first.content.decode()
     second = operator_client.post(url, follow=True)
-    assert DiscoveryRun.objects.filter(provider=provider).count() == 2  # the fixture's and this one
-    assert f"already queued (#{run.pk})" in second.content.decode()
+    assert discoveries(provider).count() == 2  # the fixture's and this one
+    assert f"A discovery of kvm-gui is already queued (#{run.pk})." in second.content.decode()
 
 
 def test_stale_provider_shows_its_reason(viewer_client, inv):
@@ -526,17 +535,15 @@ def test_vm_list_paginates(viewer_client):
 
 
 def test_operation_list_filters_by_status_and_kind(viewer_client, inv):
-    Operation.objects.create(
-        kind=Operation.Kind.VM_START,
-        vm=inv["stopped"],
-        target_name="kvm-gui-vm01",
-        status=Operation.Status.FAILED,
-        error="boom",
-    )
-    by_status = viewer_client.get(reverse("operation-list"), {"status": "failed"}).context["page"]
-    assert [op.kind for op in by_status] == [Operation.Kind.VM_START]
-    by_kind = viewer_client.get(reverse("operation-list"), {"kind": "vm_reboot"}).context["page"]
+    _job("vm_start", inv["stopped"], status=Job.Status.FAILED, error="boom")
+    by_status = viewer_client.get(reverse("job-list"), {"status": "failed"}).context["page"]
+    assert [op.kind for op in by_status] == ["vm_start"]
+    by_kind = viewer_client.get(reverse("job-list"), {"kind": "vm_reboot"}).context["page"]
     assert [op.pk for op in by_kind] == [inv["op"].pk]
+    discoveries_only = viewer_client.get(reverse("job-list"), {"kind": "discovery"}).context["page"]
+    assert [op.pk for op in discoveries_only] == [inv["run"].pk]
+    everything = viewer_client.get(reverse("job-list")).context["page"]
+    assert len(everything) == 3
 
 
 def test_dashboard_counts_and_charts(viewer_client, inv):
@@ -553,9 +560,8 @@ def test_actions_are_disabled_while_an_operation_runs(operator_client, inv):
     vm = inv["running"]
     url = reverse("vm-detail", args=[vm.pk])
     assert "disabled title=" not in operator_client.get(url, {"fragment": "state"}).content.decode()
-    op = Operation.objects.create(
-        kind=Operation.Kind.VM_REBOOT, vm=vm, target_name=vm.name, status=Operation.Status.RUNNING
-    )
+    Job.objects.filter(pk=inv["op"].pk).update(status=Job.Status.CANCELLED)  # the fixture's: ended, lock free
+    op = _job("vm_reboot", vm, status=Job.Status.RUNNING)
     state = operator_client.get(url, {"fragment": "state"}).content.decode()
     assert f"Reboot #{op.pk}</a> in progress" in state
     assert f'disabled title="Wait for operation #{op.pk} to finish"' in state
@@ -564,11 +570,11 @@ def test_actions_are_disabled_while_an_operation_runs(operator_client, inv):
 def test_state_line_says_queued_while_pending_and_in_progress_while_running(operator_client, inv):
     vm = inv["stopped"]
     url = reverse("vm-detail", args=[vm.pk])
-    op = Operation.objects.create(kind=Operation.Kind.VM_START, vm=vm, target_name=vm.name)  # pending
+    op = _job("vm_start", vm)  # pending
     state = operator_client.get(url, {"fragment": "state"}).content.decode()
     assert f"Start #{op.pk}</a> queued…" in state and "in progress" not in state
     assert "data-active" in state
-    Operation.objects.filter(pk=op.pk).update(status=Operation.Status.RUNNING)
+    Job.objects.filter(pk=op.pk).update(status=Job.Status.RUNNING)
     state = operator_client.get(url, {"fragment": "state"}).content.decode()
     assert f"Start #{op.pk}</a> in progress…" in state and "queued" not in state
 
@@ -622,7 +628,6 @@ def _list_page(client: Client, name: str, **params: object) -> str:
         ("pool-list", ("provider", "host")),
         ("volume-list", ("provider", "pool")),
         ("network-list", ("provider", "host")),
-        ("operation-list", ("provider",)),
         ("vm-list", ("provider", "host")),
     ],
 )
@@ -667,9 +672,79 @@ def test_host_and_pool_choices_follow_the_chosen_provider(viewer_client, inv, mo
     assert options("vm-list", "host", provider=other.pk) == ["All hosts", "kvm-other"]
 
 
-def test_operation_list_filters_by_provider(viewer_client, inv):
+def test_operation_list_filters_by_target_user_and_parent(viewer_client, inv):
+    """Changed: the list is of every job; ``?provider=``/``?vm=`` became ``target_type`` + ``target_id``,
+    ``target`` (a part of the target's name), ``user`` and ``parent``."""
     other = make_inventory(make_provider("kvm-other"))
-    vm = VirtualMachine.objects.filter(provider=other).first()
-    mine = Operation.objects.create(kind=Operation.Kind.VM_START, vm=vm, provider=other, target_name=vm.name)
-    page = viewer_client.get(reverse("operation-list"), {"provider": other.pk}).context["page"]
-    assert [op.pk for op in page] == [mine.pk]
+    vm = VirtualMachine.objects.filter(provider=other).order_by("name").first()
+    alice = make_user("operator", username="alice-op")
+    mine = _job("vm_start", vm, requested_by=alice)
+    child = lifecycle.create("vm_start", parent=mine, position=0, inline=True, target_name="a step")
+
+    def listed(**params: object) -> list[int]:
+        response = viewer_client.get(reverse("job-list"), params)
+        assert response.status_code == 200 and not response.context["filter"].errors, params
+        return [job.pk for job in response.context["page"]]
+
+    assert listed(target_type="inventory.virtualmachine", target_id=vm.pk) == [mine.pk]
+    assert listed(target_type="inventory.provider", target_id=inv["provider"].pk) == [inv["run"].pk]
+    assert listed(target="kvm-other") == [mine.pk]
+    assert listed(user="ALICE-op") == [mine.pk]
+    assert listed(parent=mine.pk) == [child.pk]
+    assert child.pk not in listed()  # a child shows on its parent's page, not in the list
+    html = viewer_client.get(reverse("job-list"), {"target": "kvm-other", "user": "alice-op"}).content.decode()
+    assert 'name="target" value="kvm-other"' in html and 'name="user" value="alice-op"' in html
+    steps = viewer_client.get(reverse("job-detail", args=[mine.pk])).content.decode()
+    assert "Steps" in steps and "a step" in steps
+
+
+# --- job pages -----------------------------------------------------------------------------------
+
+
+def test_a_discoverys_old_address_leads_to_its_job_page(viewer_client, inv):
+    response = viewer_client.get(reverse("discovery-detail", args=[inv["run"].pk]))
+    assert response.status_code == 302 and response["Location"] == f"/operations/{inv['run'].pk}/"
+    assert viewer_client.get(reverse("discovery-detail", args=[inv["op"].pk])).status_code == 404  # not a discovery
+
+
+def test_an_operator_cancels_a_queued_job_and_a_running_one_stops_before_its_next_step(
+    operator_client, viewer_client, operator_user, inv
+):
+    queued = _job("vm_start", inv["stopped"])
+    page = operator_client.get(reverse("job-detail", args=[queued.pk])).content.decode()
+    assert 'id="job-cancel"' in page
+    assert 'id="job-cancel"' not in viewer_client.get(reverse("job-detail", args=[queued.pk])).content.decode()
+    assert viewer_client.post(reverse("job-cancel", args=[queued.pk])).status_code == 403
+    assert Job.objects.get(pk=queued.pk).status == Job.Status.PENDING
+
+    response = operator_client.post(reverse("job-cancel", args=[queued.pk]), follow=True)
+    queued.refresh_from_db()
+    assert queued.status == Job.Status.CANCELLED and queued.cancelled_by == operator_user
+    assert queued.error == "cancelled by oscar before it started"
+    assert f"Start #{queued.pk} cancelled before it started." in response.content.decode()
+    again = operator_client.post(reverse("job-cancel", args=[queued.pk]), follow=True).content.decode()
+    assert f"Job #{queued.pk} has already ended (cancelled)." in again
+
+    running = _job("vm_reboot", inv["paused"], status=Job.Status.RUNNING)
+    response = operator_client.post(reverse("job-cancel", args=[running.pk]), follow=True).content.decode()
+    assert f"Cancelling Reboot #{running.pk}: it stops before its next step." in response
+    running.refresh_from_db()
+    assert running.status == Job.Status.RUNNING and running.cancel_requested is not None
+    live = operator_client.get(reverse("job-detail", args=[running.pk]), {"fragment": "live"}).content.decode()
+    assert "Cancelling: asked for by oscar" in live
+    assert 'id="job-cancel"' not in operator_client.get(reverse("job-detail", args=[running.pk])).content.decode()
+
+
+def _job_list_queries(client: Client) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(reverse("job-list"), {"per_page": 200})
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_operation_list_query_count_does_not_grow_with_rows(viewer_client, inv):
+    small = _job_list_queries(viewer_client)
+    for vm in VirtualMachine.objects.filter(provider=make_inventory(make_provider("many"), vms=20)):
+        _job("vm_start", vm)
+    assert Job.objects.count() == 22
+    assert _job_list_queries(viewer_client) == small

@@ -6,7 +6,8 @@ provider, ``golden`` registers ``golden.qcow2`` (the boot disk of the shut-off V
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,10 @@ from inventory.models import Provider, StorageVolume
 from inventory.services.discovery import discover_now
 from provisioning.models import GoldenImage
 from provisioning.services.golden_images import register_golden_image
+from provisioning.services.requests import platform as platform_module
+from provisioning.services.requests.platform import Platform
 from tests.factories import make_provider
+from tests.jobtools import open_broker_connections, sent  # noqa: F401 - sent: a fixture
 from vom.simulators.libvirt_node import (
     DiskSpec,
     DomainSpec,
@@ -112,6 +116,33 @@ def kvm(db, tmp_path: Path) -> Iterator[Provider]:
 def golden(kvm: Provider, admin_user) -> GoldenImage:
     volume = StorageVolume.objects.get(pool__provider=kvm, path=GOLDEN_PATH)
     return register_golden_image(name="debian-12", os="Debian 12", volume=volume, user=admin_user)
+
+
+@pytest.fixture
+def platform_faults(monkeypatch) -> Callable[[type[Platform]], None]:
+    """Make a provisioning request reach its host through ``cls``, a subclass of the executor's one seam
+    (:class:`~provisioning.services.requests.platform.Platform`) over the real test:/// driver, whose
+    methods do the fault: ``platform_faults(StartsTheImageDuringTheCopy)``."""
+
+    def use(cls: type[Platform]) -> None:
+        real = platform_module.platform_for
+
+        @contextmanager
+        def faulty(provider: Provider) -> Iterator[Platform]:
+            with real(provider) as platform:
+                yield cls(platform.driver)
+
+        monkeypatch.setattr(platform_module, "platform_for", faulty)
+
+    return use
+
+
+@pytest.fixture(autouse=True)
+def _open_broker_connections():
+    """Every test starts with open broker connections: a fixture that pointed the Celery app at another
+    broker may have left closed ones behind (see ``tests.jobtools.open_broker_connections``), which even
+    an eager ``apply_async`` takes a producer from."""
+    open_broker_connections()
 
 
 __all__ = ["APP_UUID", "GOLDEN_PATH", "IMAGES", "TEMPLATE_UUID", "MiB", "node_spec"]

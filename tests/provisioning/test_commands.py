@@ -12,11 +12,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from inventory.drivers.libvirt_storage import create_volume
-from inventory.models import Operation, VirtualMachine
+from inventory.drivers.libvirt.storage import create_volume
+from inventory.models import VirtualMachine
 from provisioning.models import GoldenImage, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import libvirt_driver
+from provisioning.services.requests.platform import Platform
 from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+from vom.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -124,15 +126,16 @@ def test_provision_queues_the_request_and_prints_its_id_and_url(golden):
     out, _ = run(*PROVISION, "--count", "2", "--pattern", "web-{n:02d}", "--vcpus", "1", "--memory-mib", "512")
     request = ProvisioningRequest.objects.get()
     assert out.splitlines() == [
-        f"Provisioning request #{request.pk} queued (operation #{request.operation_id}): 2 × debian-12, "
+        f"Provisioning request #{request.pk} queued (operation #{request.job_id}): 2 × debian-12, "
         "space-optimized (copy-on-write child), into pool images",
         f"  {reverse('api:provisioningrequest-detail', args=[request.pk])}",
     ]
-    assert (request.count, request.vcpus, request.memory_bytes, request.operation.status) == (
+    assert (request.count, request.vcpus, request.memory_bytes, request.job.status, request.job.trigger) == (
         2,
         1,
         512 * 1024**2,
         "pending",
+        "cli",
     )
     assert list(request.vms.values_list("name", flat=True)) == ["web-01", "web-02"]
 
@@ -140,7 +143,7 @@ def test_provision_queues_the_request_and_prints_its_id_and_url(golden):
 def test_provision_now_runs_the_request_here_and_prints_each_vm(golden):
     out, _ = run(*PROVISION, "--count", "3", "--pattern", "web-{n}", "--first-number", "7", "--start", "--now")
     request = ProvisioningRequest.objects.get()
-    assert request.operation.status == "succeeded"
+    assert request.job.status == "succeeded"
     lines = out.splitlines()
     assert "running in this process" in lines[0]
     assert [line.split(":")[0] for line in lines[2:5]] == ["web-7", "web-8", "web-9"]
@@ -172,7 +175,7 @@ def test_provision_refusal_prints_one_line_per_field(golden):
         "pattern: Already in use on this host: app-01.",
         "pool: Storage pool lvm is a logical pool: use a directory or file-system pool.",
     ]
-    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
+    assert not ProvisioningRequest.objects.exists() and not Job.objects.exclude(kind="discovery").exists()
 
 
 def test_provision_refuses_too_little_space_for_full_copies(golden):
@@ -219,39 +222,48 @@ def test_provision_wait_follows_the_request_until_done(golden):
     assert "queued" in lines[0]
     assert [line.split(":")[0] for line in lines[2:4]] == ["wait-1", "wait-2"]
     assert lines[4].startswith("2 of 2 VMs provisioned, 0 failed")
-    assert ProvisioningRequest.objects.get().operation.status == "succeeded"
+    assert ProvisioningRequest.objects.get().job.status == "succeeded"
 
 
 @pytest.fixture
 def no_broker():
     """Celery as in production, with a broker nobody listens on: a task sent to it is not run."""
-    from tests.realparts import _reset_broker_connections
+    from tests.jobtools import open_broker_connections
     from vom.celery import app
 
     old = (app.conf.task_always_eager, app.conf.broker_url)
     app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0")
-    _reset_broker_connections(app)  # connections pooled for the real worker's broker must not be reused
+    open_broker_connections()  # connections pooled for another broker must not be reused
     yield app
     app.conf.update(task_always_eager=old[0], broker_url=old[1])
-    _reset_broker_connections(app)
+    open_broker_connections()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_provision_now_needs_no_worker_and_no_broker(golden, no_broker):
     out, _ = run(*PROVISION, "--count", "2", "--pattern", "now-{n}", "--now")
     request = ProvisioningRequest.objects.get()
-    assert request.operation.status == "succeeded", request.operation.error
+    assert request.job.status == "succeeded", request.job.error
     assert out.splitlines()[-1].startswith("2 of 2 VMs provisioned, 0 failed")
     assert "running in this process" in out.splitlines()[0]  # not queued: nothing went to the dead broker
-    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.DONE}
+    assert {row.status for row in request.vms.select_related("job")} == {ProvisionedVM.Status.DONE}
+    assert request.job.log.filter(message__startswith="inventory refreshed (discovery #").exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_provision_wait_reports_a_request_the_broker_could_not_take(golden, no_broker):
+def test_provision_wait_says_at_once_that_the_broker_could_not_take_the_request(golden, no_broker):
+    """Changed: the request used to be recorded, then reported failed ("could not queue the operation");
+    now nothing is recorded and the command exits with status 3 at once, naming --now."""
+    before = set(Job.objects.values_list("pk", flat=True))
     out = StringIO()
-    with pytest.raises(CommandError, match=r"^the request failed: could not queue the operation: the task broker"):
+    with pytest.raises(CommandError) as failed:
         call_command(*PROVISION, "--count", "1", "--pattern", "q-{n}", "--wait", "--interval", "0.01", stdout=out)
-    assert out.getvalue().splitlines()[-1].startswith("0 of 1 VMs provisioned, 0 failed")
+    assert failed.value.returncode == 3
+    assert str(failed.value).startswith("the task queue is unreachable, nothing was queued (")
+    assert str(failed.value).endswith("(or run it here without a worker: --now)")
+    assert out.getvalue() == ""  # nothing announced, nothing followed
+    assert not ProvisioningRequest.objects.exists() and not ProvisionedVM.objects.exists()
+    assert set(Job.objects.values_list("pk", flat=True)) == before
 
 
 # --- vom_provision_cancel ------------------------------------------------------------------------
@@ -266,25 +278,27 @@ def test_cancel_a_queued_request_from_the_command_line(golden, django_capture_on
         )
     out, _ = run("vom_provision_cancel", str(request.pk))
     assert out == f"Request #{request.pk} cancelled before it started: no VM was made.\n"
-    assert set(request.vms.values_list("status", flat=True)) == {"cancelled"}
+    assert {row.status for row in request.vms.select_related("job")} == {"cancelled"}
+    request.job.refresh_from_db()
+    assert request.job.status == "cancelled" and request.job.cancelled_by is None
+    assert request.job.error == "cancelled by the command line before it started"
     message, _ = refused("vom_provision_cancel", str(request.pk))
-    assert message == f"request #{request.pk} has already ended (failed)"
+    assert message == f"request #{request.pk} has already ended (cancelled)"
     message, _ = refused("vom_provision_cancel", "999")
     assert message == "no provisioning request #999"
 
 
-def test_cancel_a_running_request_and_follow_it_to_its_end(golden, monkeypatch):
-    from provisioning.services import requests as service
-
-    real = service._provision_one
+def test_cancel_a_running_request_and_follow_it_to_its_end(golden, platform_faults):
     said: list[str] = []
 
-    def provision_one_then_cancel(driver, req, row, op_run):  # someone runs vom_provision_cancel meanwhile
-        real(driver, req, row, op_run)
-        if row.name == "web-1":
-            said.append(run("vom_provision_cancel", str(req.pk))[0])
+    class CancelledOnceWeb1IsDefined(Platform):
+        def define_vm(self, template_xml, **kwargs):
+            vm_uuid = super().define_vm(template_xml, **kwargs)
+            if kwargs["name"] == "web-1":  # someone runs vom_provision_cancel meanwhile
+                said.append(run("vom_provision_cancel", str(ProvisioningRequest.objects.get().pk))[0])
+            return vm_uuid
 
-    monkeypatch.setattr(service, "_provision_one", provision_one_then_cancel)
+    platform_faults(CancelledOnceWeb1IsDefined)
     out = StringIO()
     with pytest.raises(CommandError) as info:
         call_command(
@@ -300,5 +314,6 @@ def test_cancel_a_running_request_and_follow_it_to_its_end(golden, monkeypatch):
     printed = out.getvalue()
     assert "web-2: cancelled by the command line before it was made\n" in printed
     assert "1 of 3 VMs provisioned, 0 failed, 2 cancelled, in " in printed
-    outcome = dict(request.vms.values_list("name", "status"))
+    outcome = {row.name: row.status for row in request.vms.select_related("job")}
     assert outcome == {"web-1": "done", "web-2": "cancelled", "web-3": "cancelled"}
+    assert request.job.status == "failed" and request.job.result == {"done": 1, "failed": 0, "cancelled": 2}

@@ -5,17 +5,21 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from inventory.models import Operation, StoragePool, StorageVolume, VirtualDisk, VirtualMachine
+from inventory.models import StoragePool, StorageVolume, VirtualDisk, VirtualMachine
 from provisioning.models import Mode
 from provisioning.services.disks import request_disk_add, request_disk_resize, request_volume_clone
 from provisioning.services.requests import request_provisioning
 from provisioning.services.savings import image_savings, pool_savings
 from tests.provisioning.conftest import GOLDEN_PATH, IMAGES, MiB
+from vom.jobs.models import Job
+
+S = Job.Status
 
 GiB = 1024**3
 
 
-def run(django_capture_on_commit_callbacks, request, **kwargs):
+def run(django_capture_on_commit_callbacks, request, **kwargs) -> Job:
+    """Request the work and run it to its end (sent on commit; the test settings run tasks here)."""
     with django_capture_on_commit_callbacks(execute=True):
         op = request(**kwargs)
     op.refresh_from_db()
@@ -38,7 +42,8 @@ def test_data_disk_for_a_running_vm_is_made_persistent(kvm, django_capture_on_co
         size_bytes=5 * GiB,
         bus="virtio",
     )
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
+    assert (op.kind, op.target, op.lock) == ("disk_add", app, f"vm:{app.pk}")
     # test:/// cannot hot-plug: the disk goes into the definition and appears at the next start.
     assert op.result["target"] == "vdb" and op.result["persistent"] is True and op.result["live"] is False
     assert op.log.filter(level="warning").exists()
@@ -63,7 +68,7 @@ def test_scsi_data_disk_gets_an_sd_target(kvm, django_capture_on_commit_callback
         format="raw",
         name="golden-scratch.img",
     )
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
     assert op.result["target"] == "sda"
     assert VirtualDisk.objects.get(vm=vm, target="sda").bus == "scsi"
 
@@ -78,7 +83,7 @@ def test_data_disk_refusals(kvm):
     with pytest.raises(ValidationError) as exc:
         request_disk_add(vm=app, user=None, pool=images, size_bytes=GiB, name="old-web.qcow2")
     assert exc.value.message_dict == {"name": ["Pool images already has a volume named 'old-web.qcow2'."]}
-    assert not Operation.objects.exists()
+    assert not Job.objects.exclude(kind="discovery").exists()
 
 
 def test_virtio_limit_points_to_scsi(kvm):
@@ -97,7 +102,7 @@ def test_a_disk_attached_elsewhere_needs_shareable_on_both(kvm, django_capture_o
     shared = StorageVolume.objects.get(pool__provider=kvm, name="shared.img")
     app, golden_vm = vm_named(kvm, "app-01"), vm_named(kvm, "golden-vm")
     op = run(django_capture_on_commit_callbacks, request_disk_add, vm=app, user=None, volume=shared)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
     with pytest.raises(ValidationError) as exc:
         request_disk_add(vm=golden_vm, user=None, volume=shared, shareable=True)
     assert "already attached to VM 'app-01' as vdb without 'shareable'" in exc.value.message_dict["volume"][0]
@@ -111,7 +116,7 @@ def test_shareable_disk_attached_to_two_vms(kvm, django_capture_on_commit_callba
     app, golden_vm = vm_named(kvm, "app-01"), vm_named(kvm, "golden-vm")
     for vm in (app, golden_vm):
         op = run(django_capture_on_commit_callbacks, request_disk_add, vm=vm, user=None, volume=shared, shareable=True)
-        assert op.status == Operation.Status.SUCCEEDED, op.error
+        assert op.status == S.SUCCEEDED, op.error
     disks = VirtualDisk.objects.filter(source=shared.path)
     assert {(d.vm.name, d.shareable, d.cache) for d in disks} == {("app-01", True, "none"), ("golden-vm", True, "none")}
 
@@ -136,7 +141,7 @@ def test_resize_refusals_and_a_clear_platform_error(kvm, django_capture_on_commi
         size_bytes=12 * GiB,
         user=None,
     )
-    assert op.status == Operation.Status.FAILED
+    assert op.status == S.FAILED
     assert op.error == (
         "cannot resize disk vda of VM 'golden-vm' to 12 GiB: "
         "this function is not supported by the connection driver: virStorageVolResize"
@@ -154,7 +159,8 @@ def test_volume_clone(kvm, django_capture_on_commit_callbacks, mode):
         user=None,
         mode=mode,
     )
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
+    assert (op.kind, op.target, op.lock) == ("volume_clone", source, "")
     clone = StorageVolume.objects.get(pool=source.pool, name="app-01-copy.qcow2")
     assert clone.capacity_bytes == source.capacity_bytes
     assert clone.backing_store == (source.path if mode == Mode.SPACE_OPTIMIZED else "")
@@ -195,7 +201,7 @@ def test_a_full_clone_may_go_to_a_logical_pool_a_child_may_not(kvm):
     source = StorageVolume.objects.get(pool__provider=kvm, name="app-01.qcow2")
     lvm = StoragePool.objects.get(provider=kvm, name="lvm")
     op = request_volume_clone(volume=source, name="app-01-lv", pool=lvm, user=None, mode=Mode.FULL)
-    assert op.params["pool"] == "lvm"
+    assert op.params["pool"] == "lvm" and op.params["provider"] == kvm.pk and op.status == S.PENDING
     with pytest.raises(ValidationError) as exc:
         request_volume_clone(volume=source, name="app-01-lv2", pool=lvm, user=None, mode=Mode.SPACE_OPTIMIZED)
     assert "use a directory or file-system pool" in exc.value.message_dict["pool"][0]
@@ -210,7 +216,7 @@ def test_the_backing_image_of_children_is_protected(golden, kvm, django_capture_
         )
     template = vm_named(kvm, "golden-vm")
     with pytest.raises(ValidationError) as exc:
-        request_vm_operation(vm=template, kind=Operation.Kind.VM_START, user=None)
+        request_vm_operation(vm=template, kind="vm_start", user=None)
     assert "is the backing image of 1 space-optimized volume(s) such as web-1.qcow2" in str(exc.value)
     with pytest.raises(ValidationError) as exc:
         request_disk_resize(vm=template, disk=template.disks.get(target="vda"), size_bytes=20 * GiB, user=None)

@@ -1,34 +1,57 @@
-"""Provisioning services against libvirt's test:/// driver: golden images, requests, faults, savings."""
+"""Provisioning services against libvirt's test:/// driver: golden images, requests, faults, savings.
+
+A request is a job (``provision_vms``) with a child job per VM; it runs to its end here with
+``run_now``. Faults are injected at the executor's one seam, ``platform.Platform`` (the
+``platform_faults`` fixture), over the real test:/// driver: never by patching the executor itself.
+"""
 
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from inventory.models import Operation, StorageVolume, VirtualMachine
+from inventory.drivers.base import DriverError
+from inventory.drivers.libvirt import LibvirtDriver
+from inventory.models import StorageVolume, VirtualMachine
+from inventory.services.discovery import discoveries
 from provisioning.models import Mode, ProvisionedVM, ProvisioningRequest
-from provisioning.services.requests import execute_provisioning, expand_pattern, request_provisioning
+from provisioning.services.requests import cancel_provisioning, expand_pattern, request_provisioning
+from provisioning.services.requests.platform import Platform
+from tests.jobtools import as_if_its_worker_died
 from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
+from vom.jobs.runner import run_now, run_step
+
+J = Job.Status
 
 
 def provision(golden, django_capture_on_commit_callbacks, **kwargs):
+    """A request recorded and run to its end (sent on commit; the test settings run tasks here)."""
     args = {"user": None, "count": 3, "name_pattern": "web-{n:02d}", "mode": Mode.SPACE_OPTIMIZED}
     args.update(kwargs)
     args.setdefault("pool", golden.pool)
     with django_capture_on_commit_callbacks(execute=True):
         request = request_provisioning(golden_image=golden, **args)
     request.refresh_from_db()
-    request.operation.refresh_from_db()
+    request.job.refresh_from_db()
     return request
 
 
 def test_space_optimized_request_makes_children_and_vms(golden, kvm, django_capture_on_commit_callbacks):
     request = provision(golden, django_capture_on_commit_callbacks, start=True)
-    op = request.operation
-    assert op.status == Operation.Status.SUCCEEDED, op.error
-    rows = list(request.vms.all())
+    job = request.job
+    assert (job.kind, job.status, job.target) == ("provision_vms", J.SUCCEEDED, golden), job.error
+    assert job.result == {"done": 3, "failed": 0, "cancelled": 0} and job.progress == 100
+    rows = list(request.vms.select_related("job").all())
     assert [r.name for r in rows] == ["web-01", "web-02", "web-03"]
-    assert all(r.status == ProvisionedVM.Status.DONE for r in rows)
+    assert all(r.status == ProvisionedVM.Status.DONE and r.phase == ProvisionedVM.Phase.FINISHED for r in rows)
+    # Each VM is a child job of the request, run inline by its worker, in order.
+    children = list(job.children.order_by("position"))
+    assert [(c.kind, c.target_name, c.status, c.inline) for c in children] == [
+        ("provision_vm", name, J.SUCCEEDED, True) for name in ("web-01", "web-02", "web-03")
+    ]
+    assert [r.job_id for r in rows] == [c.pk for c in children]
     vms = VirtualMachine.objects.filter(provider=kvm, name__startswith="web-")
     assert {vm.name: vm.state for vm in vms} == {"web-01": "running", "web-02": "running", "web-03": "running"}
     vols = StorageVolume.objects.filter(pool__provider=kvm, name__startswith="web-")
@@ -40,9 +63,7 @@ def test_space_optimized_request_makes_children_and_vms(golden, kvm, django_capt
 
 
 def conn(provider):
-    from inventory.drivers.libvirt import LibvirtDriver
-
-    return LibvirtDriver(provider.uri)._connection()
+    return LibvirtDriver(provider.uri).connection()
 
 
 def platform_volumes(provider, pool="images"):
@@ -120,7 +141,8 @@ def refused(golden, **kwargs):
     args.update(kwargs)
     with pytest.raises(ValidationError) as exc:
         request_provisioning(golden_image=golden, **args)
-    assert not Operation.objects.filter(kind=Operation.Kind.PROVISION_VMS).exists()
+    assert not Job.objects.filter(kind__in=["provision_vms", "provision_vm"]).exists()
+    assert not ProvisioningRequest.objects.exists()
     return exc.value.message_dict
 
 
@@ -180,16 +202,31 @@ def test_running_template_vm_is_refused(golden):
 
 
 def queued(golden, django_capture_on_commit_callbacks, **kwargs):
-    """A request recorded but not yet executed (its task is not sent)."""
+    """A request recorded but not yet executed (its job is not sent)."""
     args = {"user": None, "count": 3, "name_pattern": "web-{n:02d}", "mode": Mode.SPACE_OPTIMIZED, "pool": golden.pool}
     args.update(kwargs)
     with django_capture_on_commit_callbacks(execute=False):
-        return request_provisioning(golden_image=golden, **args)
+        request = request_provisioning(golden_image=golden, **args)
+    assert request.job.status == J.PENDING
+    return request
+
+
+def run(request) -> Job:
+    """Run the request's job to its end here, as a worker would."""
+    return run_now(request.job_id)
+
+
+def outcome(request) -> dict[str, str]:
+    return {row.name: row.status for row in request.vms.select_related("job").order_by("index")}
+
+
+def errors(request) -> dict[str, str]:
+    return {row.name: row.error for row in request.vms.select_related("job").order_by("index")}
 
 
 def test_full_copies(golden, kvm, django_capture_on_commit_callbacks):
     request = provision(golden, django_capture_on_commit_callbacks, count=2, mode=Mode.FULL)
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    assert request.job.status == J.SUCCEEDED, request.job.error
     vols = {v.name: v for v in StorageVolume.objects.filter(pool__provider=kvm, name__startswith="web-")}
     assert set(vols) == {"web-01.qcow2", "web-02.qcow2"}
     assert all(v.backing_store == "" and v.capacity_bytes == golden.capacity_bytes for v in vols.values())
@@ -200,25 +237,23 @@ def test_full_copies(golden, kvm, django_capture_on_commit_callbacks):
 def test_name_taken_between_validation_and_creation(golden, kvm, django_capture_on_commit_callbacks):
     request = queued(golden, django_capture_on_commit_callbacks)
     define_plain_domain(kvm, "web-02")  # someone defines web-02 behind the console's back
-    op = execute_provisioning(request.operation_id)
-    assert op.status == Operation.Status.FAILED
-    assert op.error == "1 of 3 VMs failed: web-02"
+    job = run(request)
+    assert job.status == J.FAILED
+    assert job.error == "1 of 3 VMs failed: web-02"
+    assert job.result == {"done": 2, "failed": 1, "cancelled": 0}
     row = request.vms.get(name="web-02")
     assert row.status == ProvisionedVM.Status.FAILED
     assert "already defined" in row.error and "volume web-02.qcow2 removed" in row.error
     assert "web-02.qcow2" not in platform_volumes(kvm)  # no orphan
     assert {"web-01.qcow2", "web-03.qcow2"} <= platform_volumes(kvm)
-    assert list(request.vms.filter(status=ProvisionedVM.Status.DONE).values_list("name", flat=True)) == [
-        "web-01",
-        "web-03",
-    ]
+    assert list(request.vms.filter(job__status=J.SUCCEEDED).values_list("name", flat=True)) == ["web-01", "web-03"]
 
 
 def test_volume_made_behind_the_consoles_back_is_not_deleted(golden, kvm, django_capture_on_commit_callbacks):
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
     conn(kvm).storagePoolLookupByName("images").createXML(raw_volume_xml("web-01.qcow2", 1024**2), 0)
-    op = execute_provisioning(request.operation_id)
-    assert op.error == "1 of 2 VMs failed: web-01"
+    job = run(request)
+    assert job.error == "1 of 2 VMs failed: web-01"
     assert "made by someone else" in request.vms.get(name="web-01").error
     assert "web-01.qcow2" in platform_volumes(kvm)  # not ours: left alone
     assert "web-01" not in platform_domains(kvm)
@@ -230,11 +265,10 @@ def test_out_of_space_mid_request(golden, kvm, django_capture_on_commit_callback
     free = pool.info()[3]
     # Leave room for two full copies (10 GiB each on the test driver's books), not four.
     pool.createXML(raw_volume_xml("filler.img", free - 25 * 1024**3), 0)
-    op = execute_provisioning(request.operation_id)
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "done", "web-03": "failed", "web-04": "failed"}
+    job = run(request)
+    assert outcome(request) == {"web-01": "done", "web-02": "done", "web-03": "failed", "web-04": "failed"}
     assert "Not enough free space" in request.vms.get(name="web-03").error
-    assert op.error == "2 of 4 VMs failed: web-03, web-04"
+    assert job.error == "2 of 4 VMs failed: web-03, web-04"
     assert not {"web-03.qcow2", "web-04.qcow2"} & platform_volumes(kvm)
     assert not {"web-03", "web-04"} & platform_domains(kvm)
 
@@ -242,133 +276,170 @@ def test_out_of_space_mid_request(golden, kvm, django_capture_on_commit_callback
 def test_golden_image_unregistered_before_the_request_runs(golden, kvm, django_capture_on_commit_callbacks):
     request = queued(golden, django_capture_on_commit_callbacks)
     golden.delete()
-    op = execute_provisioning(request.operation_id)
-    assert op.status == Operation.Status.FAILED
-    errors = set(request.vms.values_list("error", flat=True))
-    assert errors == {"golden image 'debian-12' was unregistered during the request"}
+    job = run(request)
+    assert job.status == J.FAILED
+    assert set(errors(request).values()) == {"golden image 'debian-12' was unregistered during the request"}
     assert not any(n.startswith("web-") for n in platform_volumes(kvm))
 
 
-def test_template_vm_started_mid_request(golden, kvm, django_capture_on_commit_callbacks, monkeypatch):
-    from provisioning.services import requests as service
+def test_template_vm_started_mid_request(golden, kvm, django_capture_on_commit_callbacks, platform_faults):
+    class StartsTheImageAfterTheFirstVM(Platform):
+        def define_vm(self, template_xml, **kwargs):
+            vm_uuid = super().define_vm(template_xml, **kwargs)
+            if kwargs["name"] == "web-01":  # web-01 is made; then someone starts the golden image's VM
+                conn(kvm).lookupByName("golden-vm").create()
+            return vm_uuid
 
+    platform_faults(StartsTheImageAfterTheFirstVM)
     request = queued(golden, django_capture_on_commit_callbacks)
-    beats = []
-    real_beat = service._beat
-
-    def beat_and_start_template(req):  # after the first VM, someone starts the golden image's VM
-        real_beat(req)
-        beats.append(1)
-        if len(beats) == 2:
-            conn(kvm).lookupByName("golden-vm").create()
-
-    monkeypatch.setattr(service, "_beat", beat_and_start_template)
-    op = execute_provisioning(request.operation_id)
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    job = run(request)
+    assert outcome(request) == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
     assert "was started during the request" in request.vms.get(name="web-02").error
-    assert op.status == Operation.Status.FAILED
+    assert job.status == J.FAILED and job.error == "2 of 3 VMs failed: web-02, web-03"
+    assert {d for d in platform_domains(kvm) if d.startswith("web-")} == {"web-01"}
 
 
 def test_a_template_vm_started_while_a_volume_is_made_fails_that_vm(
-    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+    golden, kvm, django_capture_on_commit_callbacks, platform_faults
 ):
     """The image must stay quiescent while it is read: it is checked again once each volume is made."""
-    from provisioning.services import requests as service
 
+    class StartsTheImageDuringTheCopy(Platform):
+        def make_copy(self, pool, source_path, name, source_format):
+            info = super().make_copy(pool, source_path, name, source_format)
+            if name == "web-02.qcow2":
+                conn(kvm).lookupByName("golden-vm").create()  # someone starts the image's VM during the copy
+            return info
+
+    platform_faults(StartsTheImageDuringTheCopy)
     request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
-    real_make = service._make_boot_volume
-
-    def make_and_start(driver, req, row):
-        info = real_make(driver, req, row)
-        if row.name == "web-02":
-            conn(kvm).lookupByName("golden-vm").create()  # someone starts the image's VM during the copy
-        return info
-
-    monkeypatch.setattr(service, "_make_boot_volume", make_and_start)
-    op = execute_provisioning(request.operation_id)
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    job = run(request)
+    assert outcome(request) == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
     error = request.vms.get(name="web-02").error
     assert error.startswith("the golden image's VM 'golden-vm' was started during the request")
     assert error.endswith("; volume web-02.qcow2 removed")
     assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
     assert {d for d in platform_domains(kvm) if d.startswith("web-")} == {"web-01"}
-    assert op.status == Operation.Status.FAILED
+    assert job.status == J.FAILED
 
 
-def test_an_unexpected_error_leaves_no_volume_behind(golden, kvm, django_capture_on_commit_callbacks, monkeypatch):
+def test_an_unexpected_error_leaves_no_volume_behind(golden, kvm, django_capture_on_commit_callbacks, platform_faults):
     """A fault in the console itself (not the platform's) still removes the volume made for the VM."""
-    from provisioning.services import requests as service
 
+    class DefineTrips(Platform):
+        def define_vm(self, template_xml, **kwargs):
+            raise RuntimeError("a bug in the console")
+
+    platform_faults(DefineTrips)
     request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
-
-    def define(driver, template_xml, *, name, **kwargs):
-        raise RuntimeError("a bug in the console")
-
-    monkeypatch.setattr(service, "define_vm_from_template", define)
-    op = execute_provisioning(request.operation_id)
-    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.FAILED}
-    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
-    assert request.vms.get(name="web-02").error == "internal error: RuntimeError"  # not begun: nothing to remove
+    job = run(request)
+    assert set(outcome(request).values()) == {ProvisionedVM.Status.FAILED}
     assert not {v for v in platform_volumes(kvm) if v.startswith("web-")}
     assert not {d for d in platform_domains(kvm) if d.startswith("web-")}
-    assert op.status == Operation.Status.FAILED and op.error == "3 of 3 VMs failed: web-01, web-02, web-03"
+    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
+    assert request.vms.get(name="web-02").error == "internal error: RuntimeError"  # not begun: nothing to remove
+    assert job.status == J.FAILED and job.error == "3 of 3 VMs failed: web-01, web-02, web-03"
 
 
 def test_redelivered_task_does_nothing(golden, kvm, django_capture_on_commit_callbacks):
     request = provision(golden, django_capture_on_commit_callbacks, count=2)
     before = platform_domains(kvm)
-    first = Operation.objects.get(pk=request.operation_id)
+    first = Job.objects.get(pk=request.job_id)
+    assert first.status == J.SUCCEEDED
     log_lines = first.log.count()
-    runs = kvm.discoveries.count()
-    op = execute_provisioning(request.operation_id)  # the same task delivered again
-    assert (op.status, op.finished, op.result, op.progress) == (first.status, first.finished, first.result, 100)
-    assert op.log.count() == log_lines  # nothing executed, nothing logged
-    assert kvm.discoveries.count() == runs  # no inventory refresh either
+    runs = discoveries(kvm).count()
+    assert run_step(request.job_id, first.step) is None  # the same message delivered again
+    job = Job.objects.get(pk=request.job_id)
+    assert (job.status, job.finished, job.result, job.progress) == (first.status, first.finished, first.result, 100)
+    assert job.log.count() == log_lines  # nothing executed, nothing logged
+    assert discoveries(kvm).count() == runs  # no inventory refresh either
     assert platform_domains(kvm) == before
 
 
-def test_abandoned_request_is_resumed_without_duplicates(golden, kvm, django_capture_on_commit_callbacks, settings):
-    """A worker died after making web-01's volume and defining web-02: the next delivery finishes the job."""
-    from datetime import timedelta
+def _died_while(request, **rows):
+    """The request as a worker that died left it: claimed, its VMs in the phases given, silent since.
 
+    ``rows``: name → the row's fields, with ``status`` the VM's job status (default running).
+    """
     from django.utils import timezone
 
-    from inventory.drivers.libvirt import LibvirtDriver
-    from inventory.drivers.libvirt_storage import create_overlay_volume, define_vm_from_template
+    held = as_if_its_worker_died(request.job)
+    now = timezone.now()
+    for name, fields in rows.items():
+        fields = dict(fields)
+        status = fields.pop("status", J.RUNNING)
+        row = request.vms.get(name=name)
+        ProvisionedVM.objects.filter(pk=row.pk).update(**fields)
+        ended = status not in (J.PENDING, J.RUNNING)
+        Job.objects.filter(pk=row.job_id).update(
+            status=status,
+            claim="" if ended else held.claim,
+            started=now,
+            finished=now if ended else None,
+            progress=100 if status == J.SUCCEEDED else 0,
+        )
+    return held
 
+
+def _resumed(request, sent) -> Job:
+    """The sweep finds the dead worker's request and hands it to another worker, which runs it here."""
+    sent.clear()
+    assert lifecycle.expire_stale() == 1
+    job = Job.objects.get(pk=request.job_id)
+    assert (job.status, job.resumes, job.claim) == (J.RUNNING, 1, "")
+    assert sent == [(job.pk, job.step, "provisioning")]
+    return run_now(job.pk)
+
+
+def _platform(kvm) -> Platform:
+    return Platform(LibvirtDriver(kvm.uri))
+
+
+def _define(kvm, request, name) -> str:
+    return _platform(kvm).define_vm(
+        request.template_xml,
+        name=name,
+        boot_volume_path=f"{IMAGES}/{name}.qcow2",
+        boot_format="qcow2",
+        vcpus=request.vcpus,
+        memory_bytes=request.memory_bytes,
+        network=None,
+        bridge=None,
+    )
+
+
+def test_abandoned_request_is_resumed_without_duplicates(golden, kvm, django_capture_on_commit_callbacks, sent):
+    """A worker died after making web-01's volume and defining web-02: the sweep resumes the request on
+    another worker, which finishes the job."""
     request = queued(golden, django_capture_on_commit_callbacks, count=3)
-    driver = LibvirtDriver(kvm.uri)
-    create_overlay_volume(driver, "images", "web-01.qcow2", GOLDEN_PATH)
-    create_overlay_volume(driver, "images", "web-02.qcow2", GOLDEN_PATH)
-    uuid2 = define_vm_from_template(
-        driver, request.template_xml, name="web-02", boot_volume_path=f"{IMAGES}/web-02.qcow2"
+    platform = _platform(kvm)
+    platform.make_child("images", "web-01.qcow2", GOLDEN_PATH, "qcow2")
+    platform.make_child("images", "web-02.qcow2", GOLDEN_PATH, "qcow2")
+    uuid2 = _define(kvm, request, "web-02")
+    _died_while(
+        request,
+        **{
+            "web-01": {"phase": ProvisionedVM.Phase.CREATING_VOLUME},
+            "web-02": {"phase": ProvisionedVM.Phase.DEFINING, "volume_created": True},
+        },
     )
-    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 60)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
-    request.vms.filter(name="web-01").update(status=ProvisionedVM.Status.CREATING_VOLUME, started=long_ago)
-    request.vms.filter(name="web-02").update(
-        status=ProvisionedVM.Status.DEFINING, volume_created=True, started=long_ago
-    )
-    type(request).objects.filter(pk=request.pk).update(heartbeat=long_ago)
-
-    op = execute_provisioning(request.operation_id)
-    assert op.status == Operation.Status.SUCCEEDED, op.error
-    assert op.log.filter(message__startswith="resuming").exists()
+    job = _resumed(request, sent)
+    assert job.status == J.SUCCEEDED, job.error
+    assert job.log.filter(message__startswith="resuming: the worker running this request stopped").exists()
     names = [n for n in platform_domains(kvm) if n.startswith("web-")]
     assert sorted(names) == ["web-01", "web-02", "web-03"]  # web-02 not defined twice
     assert request.vms.get(name="web-02").vm_uuid == uuid2
+    assert set(outcome(request).values()) == {"done"}
 
 
-def test_running_request_with_a_live_worker_is_not_taken_over(golden, kvm, django_capture_on_commit_callbacks):
-    from django.utils import timezone
-
+def test_running_request_with_a_live_worker_is_not_taken_over(golden, kvm, django_capture_on_commit_callbacks, sent):
     request = queued(golden, django_capture_on_commit_callbacks)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=timezone.now())
-    type(request).objects.filter(pk=request.pk).update(heartbeat=timezone.now())
-    op = execute_provisioning(request.operation_id)
-    assert op.status == Operation.Status.RUNNING
+    held = lifecycle.claim(request.job_id, 0)  # a worker has it, and beats
+    assert held is not None
+    assert lifecycle.expire_stale() == 0 and sent == []
+    assert run_step(request.job_id, 0) is None  # a second delivery of its message
+    job = run(request)  # nor does running it here take it over
+    assert job.status == J.RUNNING and job.claim == held.claim
     assert not any(n.startswith("web-") for n in platform_domains(kvm))
 
 
@@ -381,8 +452,9 @@ def test_new_vm_with_a_boot_disk_from_a_pool_volume(kvm, django_capture_on_commi
         request = request_vm_from_volume(
             volume=source, template_vm=template, name="legacy-web", user=None, mode=Mode.FULL, pool=source.pool
         )
-    request.operation.refresh_from_db()
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    request.job.refresh_from_db()
+    assert request.job.status == J.SUCCEEDED, request.job.error
+    assert request.job.target == kvm  # no golden image: the job is the host's
     assert not request.from_golden_image
     vm = VirtualMachine.objects.get(provider=kvm, name="legacy-web")
     assert [d.source for d in vm.disks.all()] == [f"{IMAGES}/legacy-web.qcow2"]
@@ -399,23 +471,26 @@ def test_boot_disk_from_a_volume_in_use_by_a_running_vm_is_refused(kvm):
     assert exc.value.message_dict == {"volume": ["app-01.qcow2 is in use by VM 'app-01', which is running."]}
 
 
-def test_an_abandoned_request_frees_its_names(golden, kvm, django_capture_on_commit_callbacks, settings):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+def test_an_abandoned_request_frees_its_names(golden, kvm, django_capture_on_commit_callbacks, settings, sent):
+    """Changed: a request whose worker died is resumed by the sweep (its names stay taken meanwhile);
+    only one resumed too often is ended as abandoned, which frees its names."""
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
     with pytest.raises(ValidationError) as exc:
         queued(golden, django_capture_on_commit_callbacks, count=2)
     assert "Being provisioned by another request: web-01" in exc.value.message_dict["name_pattern"][0]
-    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 1)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
-    request.vms.filter(name="web-01").update(status=ProvisionedVM.Status.CREATING_VOLUME, volume_created=True)
+    Job.objects.filter(pk=request.job_id).update(resumes=settings.VOM_JOB_MAX_RESUMES)
+    _died_while(request, **{"web-01": {"phase": ProvisionedVM.Phase.CREATING_VOLUME, "volume_created": True}})
+    with pytest.raises(ValidationError):  # not yet: nothing is expired by asking
+        queued(golden, django_capture_on_commit_callbacks, count=2)
+    assert lifecycle.expire_stale() == 1 and sent == []
     again = queued(golden, django_capture_on_commit_callbacks, count=2)
     assert again.pk != request.pk
-    request.operation.refresh_from_db()
-    assert request.operation.status == Operation.Status.FAILED and request.operation.message == "abandoned"
-    assert request.vms.get(name="web-01").error.endswith("volume web-01.qcow2 may be left in pool images")
+    job = Job.objects.get(pk=request.job_id)
+    assert job.status == J.ABANDONED and job.message == "abandoned"
+    assert f"it was resumed {settings.VOM_JOB_MAX_RESUMES} times already" in job.error
+    assert request.vms.get(name="web-01").error.endswith("; volume web-01.qcow2 may be left in pool images")
+    assert request.vms.get(name="web-01").status == ProvisionedVM.Status.FAILED
+    assert request.vms.get(name="web-02").status == ProvisionedVM.Status.FAILED
 
 
 def test_golden_image_volume_and_vm_must_belong_together(kvm):
@@ -449,6 +524,7 @@ def test_disk_resize_needs_a_sensible_size(kvm):
     with pytest.raises(ValidationError) as exc:
         request_disk_resize(vm=vm, disk=disk, size_bytes=-5, user=None)
     assert "Between" in exc.value.message_dict["size_gib"][0]
+    assert not Job.objects.filter(kind="disk_resize").exists()
 
 
 def test_a_huge_width_in_the_pattern_is_refused_before_formatting():
@@ -472,9 +548,9 @@ def test_a_golden_image_must_be_its_template_vms_boot_disk(kvm):
 def test_golden_image_volume_deleted_before_the_request_runs(golden, kvm, django_capture_on_commit_callbacks):
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
     conn(kvm).storageVolLookupByPath(GOLDEN_PATH).delete(0)  # someone deletes the image on the host
-    op = execute_provisioning(request.operation_id)
-    assert op.status == Operation.Status.FAILED
-    assert set(request.vms.values_list("error", flat=True)) == {f"the image {GOLDEN_PATH} no longer exists"}
+    job = run(request)
+    assert job.status == J.FAILED
+    assert set(errors(request).values()) == {f"the image {GOLDEN_PATH} no longer exists"}
     assert not any(n.startswith("web-") for n in platform_volumes(kvm) | platform_domains(kvm))
 
 
@@ -484,164 +560,144 @@ def test_golden_image_volume_deleted_before_the_request_runs(golden, kvm, django
 def test_a_queued_request_cancelled_ends_at_once_and_a_late_delivery_does_nothing(
     golden, kvm, admin_user, django_capture_on_commit_callbacks
 ):
-    from provisioning.services.requests import cancel_provisioning
-
+    """Changed: a request cancelled before it started ends as the job core ends any queued job: status
+    "cancelled", "cancelled by alice before it started" (it was a failure "… 3 of 3 VMs not made")."""
     request = queued(golden, django_capture_on_commit_callbacks, count=3)
     before = (platform_domains(kvm), platform_volumes(kvm))
     cancel_provisioning(request=request, user=admin_user)
-    op = Operation.objects.get(pk=request.operation_id)
-    assert op.status == Operation.Status.FAILED and op.finished is not None
-    assert op.error == f"cancelled by {admin_user.username}: 3 of 3 VMs not made"
-    assert op.result == {"done": 0, "failed": 0, "cancelled": 3}
-    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
-    assert "cancellation asked for by" in " ".join(op.log.values_list("message", flat=True))
-    assert execute_provisioning(request.operation_id).status == Operation.Status.FAILED  # the task arrives late
+    job = Job.objects.get(pk=request.job_id)
+    assert job.status == J.CANCELLED and job.finished is not None and job.cancelled_by == admin_user
+    assert job.error == f"cancelled by {admin_user.username} before it started"
+    assert job.result == {"done": 0, "failed": 0, "cancelled": 3}
+    assert set(outcome(request).values()) == {ProvisionedVM.Status.CANCELLED}
+    assert set(errors(request).values()) == {f"cancelled by {admin_user.username} before it was made"}
+    assert "cancellation asked for by" in " ".join(job.log.values_list("message", flat=True))
+    assert run_step(request.job_id, 0) is None  # the task arrives late: nothing
+    assert Job.objects.get(pk=request.job_id).status == J.CANCELLED
     assert (platform_domains(kvm), platform_volumes(kvm)) == before  # nothing was made
     # The names are free again.
     again = provision(golden, django_capture_on_commit_callbacks, count=3)
-    assert again.operation.status == Operation.Status.SUCCEEDED, again.operation.error
+    assert again.job.status == J.SUCCEEDED, again.job.error
 
 
 def test_a_running_request_cancelled_finishes_the_vm_being_made_and_stops(
-    golden, kvm, admin_user, django_capture_on_commit_callbacks, monkeypatch
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, platform_faults
 ):
-    from provisioning.services import requests as service
+    seen = {}
 
+    class CancelledDuringWeb02(Platform):
+        def make_child(self, pool, name, backing_path, backing_format):
+            if name == "web-02.qcow2":  # a user cancels while web-02's boot volume is being made
+                cancel_provisioning(request=ProvisioningRequest.objects.get(pk=request.pk), user=admin_user)
+            return super().make_child(pool, name, backing_path, backing_format)
+
+        def refresh_pool(self, pool):  # after the VMs, the request still runs: its cancelled names are free
+            again = request_provisioning(
+                golden_image=golden, user=None, count=2, name_pattern="web-{n:02d}", first_number=3,
+                mode=Mode.SPACE_OPTIMIZED, pool=golden.pool, enqueue=False,
+            )  # fmt: skip
+            seen["status"] = Job.objects.get(pk=request.job_id).status
+            seen["names"] = list(again.vms.values_list("name", flat=True))
+            return super().refresh_pool(pool)
+
+    platform_faults(CancelledDuringWeb02)
     request = queued(golden, django_capture_on_commit_callbacks, count=4)
-    real_make = service._make_boot_volume
-    real_refresh = service.refresh_inventory
-    during_refresh = {}
-
-    def make_and_cancel(driver, req, row):  # a user cancels while web-02's boot volume is being made
-        if row.name == "web-02":
-            service.cancel_provisioning(request=req, user=admin_user)
-        return real_make(driver, req, row)
-
-    def refresh_and_reuse_the_names(provider, run):  # the request still runs: its cancelled names are free
-        again = request_provisioning(
-            golden_image=golden, user=None, count=2, name_pattern="web-{n:02d}", first_number=3,
-            mode=Mode.SPACE_OPTIMIZED, pool=golden.pool, enqueue=False,
-        )  # fmt: skip
-        during_refresh["status"] = Operation.objects.get(pk=request.operation_id).status
-        during_refresh["names"] = list(again.vms.values_list("name", flat=True))
-        return real_refresh(provider, run)
-
-    monkeypatch.setattr(service, "_make_boot_volume", make_and_cancel)
-    monkeypatch.setattr(service, "refresh_inventory", refresh_and_reuse_the_names)
-    op = execute_provisioning(request.operation_id)
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "done", "web-03": "cancelled", "web-04": "cancelled"}
+    job = run(request)
+    assert outcome(request) == {"web-01": "done", "web-02": "done", "web-03": "cancelled", "web-04": "cancelled"}
     assert request.vms.get(name="web-03").error == f"cancelled by {admin_user.username} before it was made"
-    assert during_refresh == {"status": Operation.Status.RUNNING, "names": ["web-03", "web-04"]}
-    assert op.status == Operation.Status.FAILED
-    assert op.error == f"cancelled by {admin_user.username}: 2 of 4 VMs not made"
-    assert op.result == {"done": 2, "failed": 0, "cancelled": 2}
+    assert seen == {"status": J.RUNNING, "names": ["web-03", "web-04"]}
+    assert job.status == J.FAILED
+    assert job.error == f"cancelled by {admin_user.username}: 2 of 4 VMs not made"
+    assert job.result == {"done": 2, "failed": 0, "cancelled": 2}
     assert {"web-01", "web-02"} <= platform_domains(kvm) and "web-03" not in platform_domains(kvm)
     assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2", "web-02.qcow2"}
     assert VirtualMachine.objects.filter(provider=kvm, name="web-02", removed_at__isnull=True).exists()
 
 
 def test_a_request_cancelled_as_its_worker_claims_it_makes_nothing(
-    golden, kvm, admin_user, django_capture_on_commit_callbacks, monkeypatch
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, platform_faults
 ):
-    from provisioning.services import requests as service
+    calls = []
 
+    class CancelledAtTheFirstCall(Platform):
+        def is_running(self, vm_uuid):  # the first platform call, right after the claim, before any VM
+            calls.append(vm_uuid)
+            if len(calls) == 1:
+                cancel_provisioning(request=ProvisioningRequest.objects.get(pk=request.pk), user=admin_user)
+            return super().is_running(vm_uuid)
+
+    platform_faults(CancelledAtTheFirstCall)
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
-    real_beat = service._beat
-    beats = []
-
-    def beat_and_cancel(req):  # the first beat comes right after the claim, before any VM
-        real_beat(req)
-        beats.append(1)
-        if len(beats) == 1:
-            service.cancel_provisioning(request=req, user=admin_user)
-
-    monkeypatch.setattr(service, "_beat", beat_and_cancel)
     before = (platform_domains(kvm), platform_volumes(kvm))
-    op = execute_provisioning(request.operation_id)
-    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
-    assert op.result == {"done": 0, "failed": 0, "cancelled": 2}
+    job = run(request)
+    assert calls and Job.objects.get(pk=request.job_id).cancel_requested is not None
+    assert set(outcome(request).values()) == {ProvisionedVM.Status.CANCELLED}
+    assert job.result == {"done": 0, "failed": 0, "cancelled": 2}
     assert (platform_domains(kvm), platform_volumes(kvm)) == before
 
 
 def test_a_cancel_once_every_vm_has_begun_is_refused(
-    golden, admin_user, django_capture_on_commit_callbacks, monkeypatch
+    golden, admin_user, django_capture_on_commit_callbacks, platform_faults
 ):
-    from provisioning.services import requests as service
-
-    request = queued(golden, django_capture_on_commit_callbacks, count=2)
-    real_make = service._make_boot_volume
     refusals = []
 
-    def make_and_try_to_cancel(driver, req, row):
-        if row.name == "web-02":  # the last VM: nothing is left that a cancel could stop
-            with pytest.raises(ValidationError) as exc:
-                service.cancel_provisioning(request=req, user=admin_user)
-            refusals.append(exc.value.messages[0])
-        return real_make(driver, req, row)
+    class TriesToCancelDuringTheLastVM(Platform):
+        def make_child(self, pool, name, backing_path, backing_format):
+            if name == "web-02.qcow2":  # the last VM: nothing is left that a cancel could stop
+                with pytest.raises(ValidationError) as exc:
+                    cancel_provisioning(request=ProvisioningRequest.objects.get(pk=request.pk), user=admin_user)
+                refusals.append(exc.value.messages[0])
+            return super().make_child(pool, name, backing_path, backing_format)
 
-    monkeypatch.setattr(service, "_make_boot_volume", make_and_try_to_cancel)
-    op = execute_provisioning(request.operation_id)
+    platform_faults(TriesToCancelDuringTheLastVM)
+    request = queued(golden, django_capture_on_commit_callbacks, count=2)
+    job = run(request)
     assert refusals == [
         f"request #{request.pk} has no VM left to cancel: every VM has begun, and the request is finishing"
     ]
-    assert op.status == Operation.Status.SUCCEEDED, op.error
-    request.refresh_from_db()
-    assert request.cancel_requested is None
+    assert job.status == J.SUCCEEDED, job.error
+    assert job.cancel_requested is None and job.cancelled_by is None
 
 
-def _stale(request, settings, **row_states):
-    """The request as a worker that died left it: running, silent for longer than the stale limit."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    long_ago = timezone.now() - timedelta(seconds=settings.VOM_OPERATION_STALE_AFTER + 60)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING, started=long_ago)
-    for name, fields in row_states.items():
-        request.vms.filter(name=name).update(**fields)
-
-
-def test_cancelling_a_request_whose_worker_died_ends_it_at_once(
-    golden, kvm, admin_user, django_capture_on_commit_callbacks, settings
+def test_cancelling_a_request_whose_worker_died_is_honoured_when_it_is_resumed(
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, sent
 ):
-    from provisioning.services.requests import cancel_provisioning
-
+    """Changed: cancelling no longer ends such a request at once (only the sweep judges a worker dead): the
+    cancel is recorded, the sweep resumes the request, and the new worker finishes the VM its dead
+    worker had begun and makes none of those not begun."""
     request = queued(golden, django_capture_on_commit_callbacks, count=3)
-    half_made = {"status": "creating_volume", "volume_path": f"{IMAGES}/web-02.qcow2"}
-    _stale(request, settings, **{"web-01": {"status": "done"}, "web-02": half_made})
+    half_made = {"phase": ProvisionedVM.Phase.CREATING_VOLUME}
+    done = {"status": J.SUCCEEDED, "phase": ProvisionedVM.Phase.FINISHED}
+    _platform(kvm).make_child("images", "web-01.qcow2", GOLDEN_PATH, "qcow2")
+    _define(kvm, request, "web-01")
+    _died_while(request, **{"web-01": {**done, "volume_created": True}, "web-02": half_made})
     cancel_provisioning(request=request, user=admin_user)
-    op = Operation.objects.get(pk=request.operation_id)
-    assert op.status == Operation.Status.FAILED and op.finished is not None
-    outcome = {row.name: (row.status, row.error) for row in request.vms.all()}
-    assert outcome["web-01"] == ("done", "")
-    assert outcome["web-02"][0] == "failed" and "may be left in pool images" in outcome["web-02"][1]
-    assert outcome["web-03"] == ("cancelled", f"cancelled by {admin_user.username} before it was made")
-    assert op.result == {"done": 1, "failed": 1, "cancelled": 1}
-    assert op.error.startswith(f"cancelled by {admin_user.username}: 1 of 3 VMs not made; 1 of 3 VMs failed: web-02")
-    assert "ended here" in " ".join(op.log.values_list("message", flat=True))
-    assert execute_provisioning(request.operation_id).status == Operation.Status.FAILED  # a redelivery: nothing
+    job = Job.objects.get(pk=request.job_id)
+    assert job.status == J.RUNNING and job.cancel_requested is not None  # not ended by asking
+    job = _resumed(request, sent)
+    assert outcome(request) == {"web-01": "done", "web-02": "done", "web-03": "cancelled"}
+    assert request.vms.get(name="web-03").error == f"cancelled by {admin_user.username} before it was made"
+    assert job.status == J.FAILED and job.result == {"done": 2, "failed": 0, "cancelled": 1}
+    assert job.error == f"cancelled by {admin_user.username}: 1 of 3 VMs not made"
+    assert {d for d in platform_domains(kvm) if d.startswith("web-")} == {"web-01", "web-02"}
+    assert run_step(job.pk, job.step) is None  # a redelivery: nothing
 
 
-def test_an_expired_request_that_was_being_cancelled_cancels_its_waiting_vms(
-    golden, django_capture_on_commit_callbacks, settings
+def test_an_abandoned_request_that_was_being_cancelled_cancels_its_waiting_vms(
+    golden, admin_user, django_capture_on_commit_callbacks, settings, sent
 ):
-    from django.utils import timezone
-
-    from provisioning.services.requests import expire_abandoned_requests
-
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
-    _stale(request, settings, **{"web-01": {"status": "defining", "volume_created": True}})
-    ProvisioningRequest.objects.filter(pk=request.pk).update(cancel_requested=timezone.now())
-    assert expire_abandoned_requests() == 1
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "failed", "web-02": "cancelled"}
-    assert request.vms.get(name="web-02").error == "cancelled by the command line before it was made"
+    Job.objects.filter(pk=request.job_id).update(resumes=settings.VOM_JOB_MAX_RESUMES)
+    _died_while(request, **{"web-01": {"phase": ProvisionedVM.Phase.DEFINING, "volume_created": True}})
+    cancel_provisioning(request=request, user=admin_user)
+    assert lifecycle.expire_stale() == 1
+    assert Job.objects.get(pk=request.job_id).status == J.ABANDONED
+    assert outcome(request) == {"web-01": "failed", "web-02": "cancelled"}
+    assert "volume web-01.qcow2 may be left in pool images" in request.vms.get(name="web-01").error
+    assert request.vms.get(name="web-02").error == f"cancelled by {admin_user.username} before it was made"
 
 
 def test_cancelling_an_ended_request_or_twice_is_refused(golden, admin_user, django_capture_on_commit_callbacks):
-    from provisioning.services.requests import cancel_provisioning
-
     done = provision(golden, django_capture_on_commit_callbacks, count=1)
     with pytest.raises(ValidationError) as exc:
         cancel_provisioning(request=done, user=admin_user)
@@ -649,95 +705,79 @@ def test_cancelling_an_ended_request_or_twice_is_refused(golden, admin_user, dja
     assert done.vms.get().status == ProvisionedVM.Status.DONE
 
     waiting = queued(golden, django_capture_on_commit_callbacks, count=1, name_pattern="db-{n}")
-    Operation.objects.filter(pk=waiting.operation_id).update(status=Operation.Status.RUNNING)  # a worker has it
+    assert lifecycle.claim(waiting.job_id, 0) is not None  # a worker has it
     cancel_provisioning(request=waiting, user=admin_user)
     with pytest.raises(ValidationError) as exc:
         cancel_provisioning(request=waiting, user=admin_user)
     assert "was already asked for at" in exc.value.messages[0]
-    assert Operation.objects.get(pk=waiting.operation_id).status == Operation.Status.RUNNING  # the worker ends it
+    assert Job.objects.get(pk=waiting.job_id).status == J.RUNNING  # the worker ends it
 
 
 def test_a_resumed_request_finishes_the_vm_its_dead_worker_began_then_honours_the_cancel(
-    golden, kvm, django_capture_on_commit_callbacks, settings
+    golden, kvm, admin_user, django_capture_on_commit_callbacks, sent
 ):
-    from django.utils import timezone
-
     request = queued(golden, django_capture_on_commit_callbacks, count=3)
-    _stale(request, settings, **{"web-01": {"status": "creating_volume", "volume_path": f"{IMAGES}/web-01.qcow2"}})
-    ProvisioningRequest.objects.filter(pk=request.pk).update(cancel_requested=timezone.now())
-    op = execute_provisioning(request.operation_id)  # the task redelivered: it takes the request over
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled"}
-    assert op.result == {"done": 1, "failed": 0, "cancelled": 2}
+    _died_while(request, **{"web-01": {"phase": ProvisionedVM.Phase.CREATING_VOLUME}})
+    cancel_provisioning(request=request, user=admin_user)
+    job = _resumed(request, sent)  # the sweep hands it to another worker, which takes the request over
+    assert outcome(request) == {"web-01": "done", "web-02": "cancelled", "web-03": "cancelled"}
+    assert job.result == {"done": 1, "failed": 0, "cancelled": 2}
     assert "web-01" in platform_domains(kvm) and "web-02" not in platform_domains(kvm)
 
 
 def test_an_unexpected_error_while_a_volume_is_made_removes_what_was_made(
-    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+    golden, kvm, django_capture_on_commit_callbacks, platform_faults
 ):
-    from provisioning.services import requests as service
+    class TripsAfterTheCopy(Platform):
+        def make_copy(self, pool, source_path, name, source_format):
+            super().make_copy(pool, source_path, name, source_format)  # the copy is made,
+            raise RuntimeError("a bug in the console")  # then the console trips before recording it
 
+    platform_faults(TripsAfterTheCopy)
     request = queued(golden, django_capture_on_commit_callbacks, count=2, mode=Mode.FULL)
-    real_make = service._make_boot_volume
-
-    def make_then_fail(driver, req, row):  # the copy is made, then the console trips before recording it
-        real_make(driver, req, row)
-        raise RuntimeError("a bug in the console")
-
-    monkeypatch.setattr(service, "_make_boot_volume", make_then_fail)
-    op = execute_provisioning(request.operation_id)
-    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
+    job = run(request)
     assert not {v for v in platform_volumes(kvm) if v.startswith("web-")}
-    assert op.error == "2 of 2 VMs failed: web-01, web-02"
+    assert request.vms.get(name="web-01").error == "internal error: RuntimeError; volume web-01.qcow2 removed"
+    assert job.error == "2 of 2 VMs failed: web-01, web-02"
 
 
 def test_a_platform_error_while_connected_removes_what_was_made(
-    golden, kvm, django_capture_on_commit_callbacks, monkeypatch
+    golden, kvm, django_capture_on_commit_callbacks, platform_faults
 ):
     """A libvirt call that fails outside a VM's own steps fails the rest, and the host, still there, is
     cleaned up: not "may be left: the host could not be reached"."""
-    from inventory.drivers.base import DriverError
-    from provisioning.services import requests as service
-
-    request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
-    real_check = service._check_quiescent
     calls = []
 
-    def check(driver, image):  # before web-01, after its volume, before web-02, after its volume: fails
-        calls.append(1)
-        if len(calls) == 4:
-            raise DriverError("cannot look up domain: connection reset")
-        return real_check(driver, image)
+    class LosesTheHostAtTheFourthCheck(Platform):
+        def is_running(self, vm_uuid):  # before web-01, after its volume, before web-02, after its volume: fails
+            calls.append(vm_uuid)
+            if len(calls) == 4:
+                raise DriverError("cannot look up domain: connection reset", retryable=True)
+            return super().is_running(vm_uuid)
 
-    monkeypatch.setattr(service, "_check_quiescent", check)
-    op = execute_provisioning(request.operation_id)
-    outcome = dict(request.vms.values_list("name", "status"))
-    assert outcome == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    platform_faults(LosesTheHostAtTheFourthCheck)
+    request = queued(golden, django_capture_on_commit_callbacks, count=3, mode=Mode.FULL)
+    job = run(request)
+    assert outcome(request) == {"web-01": "done", "web-02": "failed", "web-03": "failed"}
+    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
     error = request.vms.get(name="web-02").error
     assert error == "cannot look up domain: connection reset; volume web-02.qcow2 removed"
     assert request.vms.get(name="web-03").error == "cannot look up domain: connection reset"
-    assert {v for v in platform_volumes(kvm) if v.startswith("web-")} == {"web-01.qcow2"}
-    assert op.log.filter(level="error", message="cannot look up domain: connection reset").exists()
+    assert job.log.filter(level="error", message="cannot look up domain: connection reset").exists()
 
 
 def test_a_vm_its_dead_worker_defined_is_kept_when_the_resumed_request_cannot_go_on(
-    golden, kvm, django_capture_on_commit_callbacks, settings
+    golden, kvm, django_capture_on_commit_callbacks, sent
 ):
     """The worker died between defining web-01 and recording it; the image's VM has been started since."""
-    from inventory.drivers.libvirt import LibvirtDriver
-    from inventory.drivers.libvirt_storage import create_overlay_volume, define_vm_from_template
-
     request = queued(golden, django_capture_on_commit_callbacks, count=2)
-    driver = LibvirtDriver(kvm.uri)
-    create_overlay_volume(driver, "images", "web-01.qcow2", GOLDEN_PATH)
-    uuid1 = define_vm_from_template(
-        driver, request.template_xml, name="web-01", boot_volume_path=f"{IMAGES}/web-01.qcow2"
-    )
-    _stale(request, settings, **{"web-01": {"status": "defining", "volume_created": True}})
+    _platform(kvm).make_child("images", "web-01.qcow2", GOLDEN_PATH, "qcow2")
+    uuid1 = _define(kvm, request, "web-01")
+    _died_while(request, **{"web-01": {"phase": ProvisionedVM.Phase.DEFINING, "volume_created": True}})
     conn(kvm).lookupByName("golden-vm").create()
-    op = execute_provisioning(request.operation_id)
+    job = _resumed(request, sent)
     row = request.vms.get(name="web-01")
     assert row.status == ProvisionedVM.Status.FAILED and row.vm_uuid == uuid1
     assert row.error.endswith("; VM web-01 had been defined on volume web-01.qcow2: both are kept")
     assert "web-01.qcow2" in platform_volumes(kvm) and "web-01" in platform_domains(kvm)
-    assert op.status == Operation.Status.FAILED
+    assert job.status == J.FAILED

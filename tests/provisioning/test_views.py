@@ -13,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inventory.models import (
-    Operation,
     Provider,
     StoragePool,
     StorageVolume,
@@ -24,6 +23,16 @@ from provisioning.models import GoldenImage, Mode, ProvisionedVM, ProvisioningRe
 from provisioning.services.requests import request_provisioning
 from tests.factories import make_provider
 from tests.provisioning.conftest import GOLDEN_PATH, IMAGES
+from vom.jobs import lifecycle
+from vom.jobs.models import Job
+
+S = Job.Status
+
+
+def _no_work() -> bool:
+    """No job was recorded (but the discoveries that loaded the host)."""
+    return not Job.objects.exclude(kind="discovery").exists()
+
 
 pytestmark = pytest.mark.django_db
 
@@ -71,8 +80,8 @@ def provisioned(golden, kvm, admin_user, django_capture_on_commit_callbacks) -> 
             pool=_pool(kvm),
             start=True,
         )
-    request.operation.refresh_from_db()
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    request.job.refresh_from_db()
+    assert request.job.status == S.SUCCEEDED, request.job.error
     return request
 
 
@@ -146,7 +155,7 @@ def test_a_viewer_gets_403_on_every_form_and_changes_nothing(viewer_client, gold
         assert viewer_client.post(url, {"name": "x", "count": 1}).status_code == 403, name
     assert GoldenImage.objects.count() == 1
     assert not ProvisioningRequest.objects.exists()
-    assert not Operation.objects.exists()
+    assert _no_work()
 
 
 def test_an_operator_may_provision_and_add_disks_but_not_register_or_unregister(operator_client, golden, kvm):
@@ -225,7 +234,7 @@ def test_no_disk_or_clone_actions_for_vms_and_volumes_of_other_platforms(operato
     )
     assert response.status_code == 200
     assert "get their disks from their manager" in response.content.decode()
-    assert not Operation.objects.filter(kind=Operation.Kind.DISK_ADD).exists()
+    assert not Job.objects.filter(kind="disk_add").exists()
 
 
 # --- golden images -----------------------------------------------------------------------------
@@ -346,8 +355,8 @@ def test_provisioning_from_the_form_makes_the_vms_and_links_them(
     request = ProvisioningRequest.objects.get()
     assert response.status_code == 302 and response["Location"] == request.get_absolute_url()
     assert request.network == "default" and request.start and request.memory_bytes == 1024 * 1024**2
-    request.operation.refresh_from_db()
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    request.job.refresh_from_db()
+    assert request.job.status == S.SUCCEEDED, request.job.error
 
     vms = {vm.name: vm for vm in VirtualMachine.objects.filter(provider=kvm, name__startswith="web-")}
     assert sorted(vms) == ["web-01", "web-02", "web-03"]
@@ -362,8 +371,10 @@ def test_provisioning_from_the_form_makes_the_vms_and_links_them(
         assert f'href="{vm.get_absolute_url()}"' in html
     assert "data-active" not in html  # finished: the live regions stop polling
     assert html.count(">Done</span>") == 3
-    op_page = operator_client.get(request.operation.get_absolute_url()).content.decode()
+    op_page = operator_client.get(request.job.get_absolute_url()).content.decode()
     assert f'href="{request.get_absolute_url()}"' in op_page
+    for row in request.vms.all():  # each VM is a step of the request's job, linked from its page
+        assert f'href="{reverse("job-detail", args=[row.job_id])}"' in op_page
 
     # The image now lists its children and what they save; so do the savings pages.
     detail = operator_client.get(golden.get_absolute_url()).content.decode()
@@ -491,10 +502,11 @@ def test_a_data_disk_is_added_to_a_vm_from_its_form(operator_client, kvm, django
             reverse("vm-disk-add", args=[app.pk]),
             {"bus": "virtio", "source": "new", "pool": _pool(kvm).pk, "size_gib": "2", "format": "qcow2", "name": ""},
         )
-    op = Operation.objects.get(kind=Operation.Kind.DISK_ADD)
+    op = Job.objects.get(kind="disk_add")
     assert response.status_code == 302 and response["Location"] == op.get_absolute_url()
     op.refresh_from_db()
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
+    assert op.target == app and op.requested_by.username == "oscar"
     assert op.params["size_bytes"] == 2 * GiB
     assert StorageVolume.objects.filter(pool__provider=kvm, name="app-01-data1.qcow2").exists()
     assert VirtualDisk.objects.filter(vm=app, source=f"{IMAGES}/app-01-data1.qcow2", target="vdb").exists()
@@ -526,7 +538,7 @@ def test_bad_disk_requests_are_errors_on_their_fields(operator_client, kvm, data
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert field in errors and message.lower() in " ".join(errors[field]).lower(), errors
-    assert not Operation.objects.filter(kind=Operation.Kind.DISK_ADD).exists()
+    assert not Job.objects.filter(kind="disk_add").exists()
 
 
 def test_resizing_a_disk_checks_the_size_and_the_bus(operator_client, kvm):
@@ -539,15 +551,15 @@ def test_resizing_a_disk_checks_the_size_and_the_bus(operator_client, kvm):
     response = operator_client.post(url, {"size_gib": "20"})
     assert "Shut the VM down first" in " ".join(response.context["form"].non_field_errors())
     assert operator_client.post(url, {"size_gib": "abc"}).status_code == 200
-    assert not Operation.objects.filter(kind=Operation.Kind.DISK_RESIZE).exists()
+    assert not Job.objects.filter(kind="disk_resize").exists()
 
     stopped = _vm(kvm, "golden-vm")
     other_disk = stopped.disks.get(target="vda")
     assert operator_client.get(reverse("vm-disk-resize", args=[app.pk, other_disk.pk])).status_code == 404
     response = operator_client.post(reverse("vm-disk-resize", args=[stopped.pk, other_disk.pk]), {"size_gib": "20"})
-    op = Operation.objects.get(kind=Operation.Kind.DISK_RESIZE)
+    op = Job.objects.get(kind="disk_resize")
     assert response.status_code == 302 and response["Location"] == op.get_absolute_url()
-    assert op.params["size_bytes"] == 20 * GiB and op.vm == stopped
+    assert op.params["size_bytes"] == 20 * GiB and op.target == stopped and op.lock == f"vm:{stopped.pk}"
 
 
 def test_a_volume_is_cloned_from_its_form(operator_client, kvm, django_capture_on_commit_callbacks):
@@ -562,10 +574,10 @@ def test_a_volume_is_cloned_from_its_form(operator_client, kvm, django_capture_o
         response = operator_client.post(
             url, {"name": "child.qcow2", "pool": _pool(kvm).pk, "mode": Mode.SPACE_OPTIMIZED}
         )
-    op = Operation.objects.get(kind=Operation.Kind.VOLUME_CLONE)
+    op = Job.objects.get(kind="volume_clone")
     assert response.status_code == 302 and response["Location"] == op.get_absolute_url()
     op.refresh_from_db()
-    assert op.status == Operation.Status.SUCCEEDED, op.error
+    assert op.status == S.SUCCEEDED, op.error
     child = StorageVolume.objects.get(pool__provider=kvm, name="child.qcow2")
     assert child.backing_store == GOLDEN_PATH
     # The operation page shows the recorded allocation as a size, the exact bytes on hover.
@@ -614,8 +626,8 @@ def test_a_new_vm_is_made_from_a_volume_from_its_form(operator_client, kvm, djan
     assert response.status_code == 302 and response["Location"] == request.get_absolute_url()
     assert not request.from_golden_image and request.golden_image_name == "old-web.qcow2"
     assert (request.count, request.vcpus, request.memory_bytes) == (1, 1, 512 * 1024**2)  # vCPUs: app-01's
-    request.operation.refresh_from_db()
-    assert request.operation.status == Operation.Status.SUCCEEDED, request.operation.error
+    request.job.refresh_from_db()
+    assert request.job.status == S.SUCCEEDED, request.job.error
 
     vm = _vm(kvm, "web-new")
     assert vm.state == VirtualMachine.State.RUNNING and vm.uuid != app.uuid
@@ -633,7 +645,7 @@ def test_a_volume_in_use_by_a_running_vm_is_refused_with_the_reason(operator_cli
     reason = "app-01.qcow2 is in use by VM 'app-01', which is running."
     assert reason in response.context["form"].non_field_errors()
     assert "app-01.qcow2 is in use by VM &#x27;app-01&#x27;, which is running." in response.content.decode()
-    assert not ProvisioningRequest.objects.exists() and not Operation.objects.exists()
+    assert not ProvisioningRequest.objects.exists() and _no_work()
 
 
 @pytest.mark.parametrize(
@@ -756,9 +768,10 @@ def _requests(golden: GoldenImage, count: int, vms_each: int = 1) -> list[Provis
     made = []
     vm_uuids = list(VirtualMachine.objects.filter(provider=golden.provider).values_list("uuid", flat=True))
     for _ in range(count):
-        op = Operation.objects.create(kind=Operation.Kind.PROVISION_VMS, provider=golden.provider, target_name="x")
+        op = lifecycle.create("provision_vms", target=golden, target_name="x")
+        Job.objects.filter(pk=op.pk).update(status=S.SUCCEEDED)
         request = ProvisioningRequest.objects.create(
-            operation=op,
+            job=op,
             golden_image=golden,
             golden_image_name=golden.name,
             provider=golden.provider,
@@ -773,16 +786,21 @@ def _requests(golden: GoldenImage, count: int, vms_each: int = 1) -> list[Provis
             pool=golden.pool,
             pool_name="images",
         )
+        children = Job.objects.bulk_create(
+            Job(kind="provision_vm", parent=op, position=i, inline=True, target_name=f"q-{i}", status=S.SUCCEEDED)
+            for i in range(vms_each)
+        )
         ProvisionedVM.objects.bulk_create(
             ProvisionedVM(
                 request=request,
+                job=child,
                 index=i,
                 name=f"q-{i}",
                 volume_name=f"q-{i}.qcow2",
-                status=ProvisionedVM.Status.DONE,
+                phase=ProvisionedVM.Phase.FINISHED,
                 vm_uuid=vm_uuids[i % len(vm_uuids)],
             )
-            for i in range(vms_each)
+            for i, child in enumerate(children)
         )
         made.append(request)
     return made
@@ -828,21 +846,21 @@ def test_an_operator_cancels_a_queued_request_from_its_page(
     assert cancel not in viewer_client.get(detail).content.decode()  # no button a viewer cannot use
     assert viewer_client.post(cancel).status_code == 403
     assert operator_client.get(cancel).status_code == 405
-    assert Operation.objects.get(pk=request.operation_id).status == Operation.Status.PENDING
+    assert Job.objects.get(pk=request.job_id).status == S.PENDING
 
     response = operator_client.post(cancel, follow=True)
     assert response.redirect_chain == [(detail, 302)]
     page = response.content.decode()
     assert f"Request #{request.pk} cancelled before it started: no VM was made." in page
     assert "3 cancelled" in page and "Cancel request" not in page
-    assert set(request.vms.values_list("status", flat=True)) == {ProvisionedVM.Status.CANCELLED}
+    assert {row.status for row in request.vms.select_related("job")} == {ProvisionedVM.Status.CANCELLED}
     listing = operator_client.get(reverse("provisioning-request-list")).content.decode()
     assert "3 cancelled</span> of 3" in listing
     assert '<span class="badge badge-amber">Cancelled</span>' in listing  # not shown as a failure
     assert '<span class="badge badge-amber">Cancelled</span>' in page
 
     again = operator_client.post(cancel, follow=True).content.decode()
-    assert f"Not cancelled: request #{request.pk} has already ended (failed)." in again
+    assert f"Not cancelled: request #{request.pk} has already ended (cancelled)." in again
 
 
 def test_a_cancelled_request_with_a_failed_vm_is_shown_as_failed(
@@ -851,9 +869,11 @@ def test_a_cancelled_request_with_a_failed_vm_is_shown_as_failed(
     """Only a request that a cancellation alone ended is shown as "Cancelled": one where a VM failed
     too is a failure, on its page, in the request list and on its golden image's page."""
     request = _queued(golden, kvm, operator_user, django_capture_on_commit_callbacks)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.FAILED, progress=100)
-    request.vms.filter(name="app-1").update(status=ProvisionedVM.Status.FAILED, error="boom")
-    request.vms.exclude(name="app-1").update(status=ProvisionedVM.Status.CANCELLED, error="cancelled by oscar")
+    Job.objects.filter(pk=request.job_id).update(status=S.FAILED, progress=100)
+    vm_jobs = Job.objects.filter(parent_id=request.job_id)
+    vm_jobs.filter(target_name="app-1").update(status=S.FAILED, error="boom")
+    vm_jobs.exclude(target_name="app-1").update(status=S.CANCELLED, error="cancelled by oscar")
+    request.vms.update(phase=ProvisionedVM.Phase.FINISHED)
     cancelled_badge = '<span class="badge badge-amber">Cancelled</span>'
     failed_badge = '<span class="badge badge-red">Failed</span>'
     pages = [
@@ -871,7 +891,7 @@ def test_a_cancelled_request_with_a_failed_vm_is_shown_as_failed(
     for url in pages:
         badges = request_badges(url)
         assert failed_badge in badges and cancelled_badge not in badges, url
-    request.vms.filter(name="app-1").update(status=ProvisionedVM.Status.CANCELLED)  # a cancellation alone
+    vm_jobs.filter(target_name="app-1").update(status=S.CANCELLED)  # a cancellation alone
     for url in pages:
         badges = request_badges(url)
         assert cancelled_badge in badges and failed_badge not in badges, url
@@ -881,7 +901,7 @@ def test_a_running_request_shows_that_it_is_being_cancelled(
     operator_client, golden, kvm, operator_user, django_capture_on_commit_callbacks
 ):
     request = _queued(golden, kvm, operator_user, django_capture_on_commit_callbacks, count=2)
-    Operation.objects.filter(pk=request.operation_id).update(status=Operation.Status.RUNNING)  # a worker has it
+    assert lifecycle.claim(request.job_id, 0) is not None  # a worker has it
     detail = reverse("provisioning-request-detail", args=[request.pk])
     response = operator_client.post(reverse("provisioning-request-cancel", args=[request.pk]), follow=True)
     page = response.content.decode()

@@ -8,3 +8,7 @@ class JobsConfig(AppConfig):
     name = "vom.jobs"
     label = "jobs"
     verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        # The job task is sent by name (vom.jobs.broker); this registers it with the Celery app.
+        from vom.jobs import tasks  # noqa: F401

@@ -6,12 +6,13 @@ A plain dictionary filled from each app's ``AppConfig.ready()``; nothing is disc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vom.jobs.context import JobContext
+    from vom.jobs.models import Job
     from vom.jobs.outcomes import Outcome
-    from vom.jobs.runner import JobContext
 
 Executor = Callable[["JobContext"], "Outcome"]
 QUEUES = ("discovery", "orchestration", "provisioning")
@@ -37,8 +38,12 @@ class JobKind:
     resumable: bool = False
     errors: tuple[type[Exception], ...] = ()
     cancel_between_steps: bool = True
-    # Shown on the job's page next to the target: where to go for what the job made.
-    details_url: Callable[[object], str | None] | None = field(default=None, compare=False)
+    # The kind's own part of the job's page (a template rendered with ``job``), e.g. a link to what
+    # the job made, or the force power-off offered after a graceful shutdown timed out.
+    page_template: str = ""
+    # Called, in the transaction that ends it, when a job of this kind is ended as abandoned (its
+    # worker died, and it could not be resumed): the kind can say what may be left on a platform.
+    on_abandoned: Callable[[Job, str], None] | None = None
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:

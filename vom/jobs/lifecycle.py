@@ -31,8 +31,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from vom.jobs import broker
-from vom.jobs.kinds import kind_of
+from vom.jobs.kinds import JobKind, kind_of
 from vom.jobs.models import ACTIVE, Job, JobLogEntry
+from vom.jobs.outcomes import OnFinish
 
 logger = logging.getLogger(__name__)
 S = Job.Status
@@ -90,13 +91,15 @@ def create(
         fields["target_id"] = target.pk
     if not lock:
         return Job.objects.create(**fields)
-    for _ in range(2):
+    for attempt in range(2):
         try:
             with transaction.atomic():
                 return Job.objects.create(**fields)
         except IntegrityError:
             holder = Job.objects.filter(lock=lock, status__in=ACTIVE).first()
             if holder is None:
+                if attempt:
+                    raise  # not the lock (a user or target gone): the database's own error
                 continue  # it ended between the insert and this read: one more try, no more
             if not expire_stale(Job.objects.filter(pk=holder.pk)):
                 raise Locked(holder, lock) from None
@@ -226,11 +229,13 @@ def finish(
     message: str = "",
     result: dict[str, Any] | None = None,
     retryable: bool = False,
+    on_finish: OnFinish = None,
 ) -> bool:
     """End ``job`` with ``status`` if it still matches ``only_if`` (the one conditional finish).
 
     Returns False, changing nothing, when it no longer does: a late worker cannot overwrite a job
     that was expired or taken over, and the lock (held while the job is active) is freed once.
+    ``on_finish`` runs in the same transaction, only when the job was ended here.
     """
     now = timezone.now()
     merged = {**job.result, **(result or {})}
@@ -251,10 +256,12 @@ def finish(
             logger.warning("job #%s: not ended as %s: it was already ended or taken over", job.pk, status)
             job.refresh_from_db()
             return False
+        if on_finish is not None:
+            on_finish()
         if status != S.SUCCEEDED:
             # Inline children still going end with their parent (they cannot run without it).
             Job.objects.filter(parent_id=job.pk, inline=True, status__in=ACTIVE).update(
-                status=S.CANCELLED if status == S.CANCELLED else S.ABANDONED,
+                status=status,
                 claim="",
                 finished=now,
                 error=f"its parent job #{job.pk} ended ({status})",
@@ -338,9 +345,10 @@ def _dead_worker(job: Job, limits: Limits) -> int:
     seen = f"{job.heartbeat:%Y-%m-%d %H:%M:%S %Z}" if job.heartbeat else "never"
     still_dead = Q(status=S.RUNNING, claim=job.claim, heartbeat__lt=limits.stale_before)
     try:
-        resumable = kind_of(job.kind).resumable
+        kind: JobKind | None = kind_of(job.kind)
     except LookupError:
-        resumable = False
+        kind = None
+    resumable = kind is not None and kind.resumable
     if resumable and job.resumes < settings.VOM_JOB_MAX_RESUMES:
         resumed = Job.objects.filter(Q(pk=job.pk) & still_dead).update(
             claim="", step=F("step") + 1, resumes=F("resumes") + 1, wake_at=timezone.now(), sent_at=timezone.now()
@@ -353,17 +361,37 @@ def _dead_worker(job: Job, limits: Limits) -> int:
     reason = f"abandoned: the worker running it stopped (last sign of life {seen})"
     if resumable:
         reason += f"; it was resumed {job.resumes} times already"
-    if finish(job, status=S.ABANDONED, only_if=still_dead, error=reason, message="abandoned"):
+    if finish(
+        job,
+        status=S.ABANDONED,
+        only_if=still_dead,
+        error=reason,
+        message="abandoned",
+        on_finish=_hook(kind, job, reason),
+    ):
         log(job, reason, JobLogEntry.Level.ERROR)
         return 1
     return 0
+
+
+def _hook(kind: JobKind | None, job: Job, reason: str) -> OnFinish:
+    """The kind's own words on an abandoned job, run as it is ended."""
+    if kind is None or kind.on_abandoned is None:
+        return None
+    hook = kind.on_abandoned
+    return lambda: hook(job, reason)
 
 
 def _lost_step(job: Job) -> int:
     if job.sends >= settings.VOM_JOB_MAX_SENDS:
         reason = f"abandoned: no worker took its step {job.step} after it was sent {job.sends} times"
         only_if = Q(status=S.RUNNING, claim="", step=job.step)
-        if finish(job, status=S.ABANDONED, only_if=only_if, error=reason, message="abandoned"):
+        try:
+            kind: JobKind | None = kind_of(job.kind)
+        except LookupError:
+            kind = None
+        hook = _hook(kind, job, reason)
+        if finish(job, status=S.ABANDONED, only_if=only_if, error=reason, message="abandoned", on_finish=hook):
             log(job, reason, JobLogEntry.Level.ERROR)
             return 1
         return 0

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# Writes that belong with the outcome (the provider marked stale with the reason …): run in the
+# transaction that ends the job, and only if this worker still held it, so a worker that finishes
+# after its job was expired or taken over changes nothing anywhere.
+OnFinish = Callable[[], None] | None
 
 
 @dataclass(frozen=True)
@@ -12,6 +18,7 @@ class Done:
 
     result: dict[str, Any] = field(default_factory=dict)
     message: str = "done"
+    on_finish: OnFinish = None
 
 
 @dataclass(frozen=True)
@@ -19,12 +26,14 @@ class Failed:
     error: str
     result: dict[str, Any] = field(default_factory=dict)
     retryable: bool = False
+    on_finish: OnFinish = None
 
 
 @dataclass(frozen=True)
 class Cancelled:
     reason: str
     result: dict[str, Any] = field(default_factory=dict)
+    on_finish: OnFinish = None
 
 
 @dataclass(frozen=True)

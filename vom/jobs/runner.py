@@ -1,5 +1,7 @@
 """Running one step of a job: claim it, call its kind's executor, record what the step came to.
 
+``JobContext``, what the executor gets, lives in ``vom.jobs.context``.
+
 Called by the Celery task (``vom.jobs.tasks.run_job``) with the job and step of its message, and by
 :func:`run_now` to run a whole job in this process (the command line's ``--now``, eager tests).
 """
@@ -8,14 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from vom.jobs import broker, heartbeat, lifecycle
+from vom.jobs.context import JobContext
 from vom.jobs.kinds import JobKind, kind_of
 from vom.jobs.models import Job, JobLogEntry
 from vom.jobs.outcomes import Cancelled, Done, Failed, JobFailed, Outcome, Wait
@@ -23,75 +22,6 @@ from vom.jobs.outcomes import Cancelled, Done, Failed, JobFailed, Outcome, Wait
 logger = logging.getLogger(__name__)
 S = Job.Status
 Level = JobLogEntry.Level
-
-
-class JobContext:
-    """What an executor gets for one step: the job, its log and progress, and its children."""
-
-    def __init__(self, job: Job, kind: JobKind) -> None:
-        self.job = job
-        self.kind = kind
-
-    @property
-    def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = self.job.params
-        return params
-
-    @property
-    def checkpoint(self) -> dict[str, Any]:
-        """What the previous step of this job kept for this one (empty on the first step)."""
-        checkpoint: dict[str, Any] = self.job.checkpoint
-        return checkpoint
-
-    @property
-    def resumed(self) -> bool:
-        """Whether a worker that died ran part of this job before (the executor finds what it did)."""
-        return self.job.resumes > 0
-
-    def log(self, message: str, level: str = Level.INFO) -> None:
-        lifecycle.log(self.job, message, level)
-
-    def progress(self, percent: int, message: str) -> None:
-        lifecycle.progress(self.job, percent, message)
-
-    @property
-    def cancel_requested(self) -> bool:
-        return lifecycle.cancel_asked(self.job)
-
-    def cancelled_by(self) -> str:
-        user = self.job.cancelled_by
-        return user.get_username() if user is not None else "the command line"
-
-    # -- inline children -------------------------------------------------------------------------
-
-    def children(self) -> QuerySet[Job]:
-        return Job.objects.filter(parent_id=self.job.pk).order_by("position", "pk")
-
-    @contextmanager
-    def child(self, child: Job) -> Iterator[Job]:
-        """Run ``child`` here, under this job's claim; it is running inside the block.
-
-        End it with :meth:`end_child`; one left running when the block exits failed with the error
-        that left the block (or "ended without an outcome").
-        """
-        now = timezone.now()
-        Job.objects.filter(pk=child.pk, status__in=(S.PENDING, S.RUNNING)).update(
-            status=S.RUNNING, claim=self.job.claim, heartbeat=now, started=child.started or now
-        )
-        child.refresh_from_db()
-        try:
-            yield child
-        except BaseException as exc:
-            if child.status == S.RUNNING:
-                self.end_child(child, S.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-            raise
-        if child.status == S.RUNNING:
-            self.end_child(child, S.FAILED, error="ended without an outcome")
-
-    def end_child(self, child: Job, status: str, *, error: str = "", result: dict[str, Any] | None = None) -> bool:
-        return lifecycle.finish(
-            child, status=status, only_if=Q(status__in=(S.PENDING, S.RUNNING)), error=error, result=result
-        )
 
 
 def run_step(job_id: int, step: int) -> Job | None:
@@ -107,7 +37,7 @@ def run_step(job_id: int, step: int) -> Job | None:
         return job
     with heartbeat.holding(job.claim):
         if kind.cancel_between_steps and lifecycle.cancel_asked(job):
-            who = JobContext(job, kind).cancelled_by()
+            who = JobContext(job).cancelled_by()
             outcome: Outcome = Cancelled(f"cancelled by {who}")
         else:
             outcome = _execute(job, kind)
@@ -116,7 +46,7 @@ def run_step(job_id: int, step: int) -> Job | None:
 
 
 def _execute(job: Job, kind: JobKind) -> Outcome:
-    ctx = JobContext(job, kind)
+    ctx = JobContext(job)
     try:
         return kind.run(ctx)
     except JobFailed as exc:
@@ -137,13 +67,33 @@ def _record(job: Job, outcome: Outcome) -> None:
     if isinstance(outcome, Wait):
         lifecycle.wait(job, outcome.seconds, message=outcome.message, checkpoint=outcome.checkpoint)
     elif isinstance(outcome, Done):
-        lifecycle.finish(job, status=S.SUCCEEDED, only_if=mine, result=outcome.result, message=outcome.message)
+        lifecycle.finish(
+            job,
+            status=S.SUCCEEDED,
+            only_if=mine,
+            result=outcome.result,
+            message=outcome.message,
+            on_finish=outcome.on_finish,
+        )
     elif isinstance(outcome, Cancelled):
         lifecycle.log(job, outcome.reason, Level.WARNING)
-        lifecycle.finish(job, status=S.CANCELLED, only_if=mine, error=outcome.reason, result=outcome.result)
+        lifecycle.finish(
+            job,
+            status=S.CANCELLED,
+            only_if=mine,
+            error=outcome.reason,
+            result=outcome.result,
+            on_finish=outcome.on_finish,
+        )
     else:
         lifecycle.finish(
-            job, status=S.FAILED, only_if=mine, error=outcome.error, result=outcome.result, retryable=outcome.retryable
+            job,
+            status=S.FAILED,
+            only_if=mine,
+            error=outcome.error,
+            result=outcome.result,
+            retryable=outcome.retryable,
+            on_finish=outcome.on_finish,
         )
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from vom.jobs import lifecycle, runner
 
 
-@shared_task(name="vom.jobs.run_job")
-def run_job(job_id: int, step: int) -> None:
-    """Run one step of one job (the queue is chosen by the sender, from the job's kind)."""
-    runner.run_step(job_id, step)
+@shared_task(name="vom.jobs.run_job", bind=True)
+def run_job(self: Task, job_id: int, step: int) -> None:  # type: ignore[type-arg]
+    """Run one step of one job (the queue is chosen by the sender, from the job's kind).
+
+    Run eagerly (tests), it runs the whole job here instead: see :mod:`vom.jobs.broker`.
+    """
+    if self.request.is_eager:
+        runner.run_now(job_id)
+    else:
+        runner.run_step(job_id, step)
 
 
 @shared_task(name="vom.jobs.sweep")

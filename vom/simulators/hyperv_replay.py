@@ -21,23 +21,32 @@ tests of successive operations use this transport (a provider URI ``captured:///
   stop one that is off) changes nothing and succeeds, as with the real cmdlets; the warning is kept
   in :attr:`ReplayTransport.warnings`.
 
-State lives for the life of the process, like a real server: one document per file (by real path),
-shared by every transport and driver of the process, read again when the file changes (its
-modification time or size) — the same idea as the libvirt driver's kept ``test://`` connections.
-:func:`forget_replay_hosts` drops it.
+- ``run_script(HOST_VMS_SCRIPT, {"VmId": …})`` prints the host's identity and its VMs' ``{Id, Name,
+  State}`` (only that VM with a ``VmId``), for the environment check and "where does this VM run".
+
+State lives on the host, like a real server's, whichever process looks: the document and what the
+replay remembers beside it (a VM's addresses while it is off, when each VM was started, the state
+each checkpoint was taken in) are saved after every operation that changes something to a JSON
+sidecar in the simulator state directory (never next to the capture; see
+:mod:`vom.simulators.libvirt_node` for the directory, the lock and the atomic writes), and every
+process reads the sidecar again when it changed. A capture rewritten since its sidecar was made
+wins over the sidecar. :func:`forget_replay_hosts` drops the state, so the capture is read again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import logging
 import os
 import re
 import threading
 import time
 import uuid as uuid_module
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inventory.drivers.base import DriverError
@@ -45,6 +54,7 @@ from inventory.drivers.hyperv import (
     _HEARTBEAT,
     _VM_STATES,
     DISCOVERY_SCRIPT,
+    HOST_VMS_SCRIPT,
     VM_STATE_SCRIPT,
     PipelineSource,
     _as_list,
@@ -53,8 +63,19 @@ from inventory.drivers.hyperv import (
     _str,
     vm_state_name,
 )
+from vom.simulators.state import (
+    Stamp,
+    file_stamp,
+    host_lock,
+    prune_orphan_sidecars,
+    sidecar_paths,
+    simulator_state_dir,
+    write_atomically,
+)
 
 __all__ = ["ReplayTransport", "forget_replay_hosts", "replay_transport"]
+
+logger = logging.getLogger(__name__)
 
 _STATE_NUMBERS = {name: number for number, name in _VM_STATES.items()}
 _FAILED_STATE = (
@@ -73,14 +94,17 @@ class _Host:
     numeric: bool  # the capture writes enums as numbers (Windows PowerShell 5.1 without the casts)
     timespan_objects: bool  # Uptime as a TimeSpan object (Windows PowerShell 5.1), else "d.hh:mm:ss"
     ms_dates: bool  # dates as \/Date(ms)\/ (Windows PowerShell 5.1), else ISO 8601
-    # per VM id: what a running VM had (heartbeat, IP addresses, memory) while it is off, its start time
+    # per VM id: what a running VM had (heartbeat, IP addresses, memory) while it is off, its start
+    # time (epoch seconds: the uptime is right in every process)
     remembered: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
     checkpoint_states: dict[str, str] = field(default_factory=dict)  # checkpoint id -> VM state when taken
+    sidecar_stamp: Stamp | None = None  # the sidecar accounted for: loaded, or ignored as stale
 
 
 _lock = threading.RLock()
 _hosts: dict[str, _Host] = {}
+_SIDECAR_VERSION = 1
 
 
 def _stamp(path: str) -> tuple[int, int]:
@@ -120,22 +144,113 @@ def _load(path: str, stamp: tuple[int, int]) -> _Host:
     )
 
 
+_state_paths: dict[tuple[Path, str], tuple[Path, Path]] = {}
+
+
+def _state_files(path: str) -> tuple[Path, Path]:
+    """(sidecar, lock file) of the captured host ``path`` (a real path)."""
+    key = (simulator_state_dir(), path)
+    if key not in _state_paths:
+        _state_paths[key] = sidecar_paths("hyperv", path, ".json")
+    return _state_paths[key]
+
+
+def _load_saved(path: str, stamp: tuple[int, int], sidecar: Path) -> _Host | None:
+    """The host as its sidecar saved it; None when there is none. A sidecar made from another
+    version of the capture is stale: the capture is read, and the sidecar not looked at again."""
+    try:
+        with open(sidecar, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            sidecar_stamp: Stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            saved = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring the saved state of captured host %s: %s", path, err)
+        host = _load(path, stamp)
+        host.sidecar_stamp = file_stamp(sidecar)
+        return host
+    if not isinstance(saved, dict) or saved.get("version") != _SIDECAR_VERSION or saved.get("source") != path:
+        saved = {}
+    if saved.get("source_stamp") != list(stamp):
+        host = _load(path, stamp)  # the capture changed since: it wins
+        host.sidecar_stamp = sidecar_stamp
+        return host
+    return _Host(
+        path=path,
+        stamp=stamp,
+        document=saved["document"],
+        text="",
+        numeric=bool(saved["numeric"]),
+        timespan_objects=bool(saved["timespan_objects"]),
+        ms_dates=bool(saved["ms_dates"]),
+        remembered=saved["remembered"],
+        started={vm_id: float(when) for vm_id, when in saved["started"].items()},
+        checkpoint_states=saved["checkpoint_states"],
+        sidecar_stamp=sidecar_stamp,
+    )
+
+
+def _source_of(sidecar: Path) -> str | None:
+    try:
+        with open(sidecar, "rb") as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    source = saved.get("source") if isinstance(saved, dict) else None
+    return source if isinstance(source, str) else None
+
+
+def _saved_state(host: _Host) -> str:
+    """What the sidecar of ``host`` holds: the document and what the replay remembers beside it."""
+    return json.dumps(
+        {
+            "version": _SIDECAR_VERSION,
+            "source": host.path,
+            "source_stamp": list(host.stamp),
+            "numeric": host.numeric,
+            "timespan_objects": host.timespan_objects,
+            "ms_dates": host.ms_dates,
+            "remembered": host.remembered,
+            "started": host.started,
+            "checkpoint_states": host.checkpoint_states,
+            "document": host.document,
+        },
+        separators=(",", ":"),
+    )
+
+
 def _host(path: str) -> _Host:
-    """The process's host for ``path`` (caller holds ``_lock``), read again when the file changed."""
+    """The host of capture ``path`` (caller holds ``_lock``), read again when its sidecar or the
+    capture changed (two ``os.stat``)."""
     stamp = _stamp(path)
+    sidecar = _state_files(path)[0]
     host = _hosts.get(path)
-    if host is None or host.stamp != stamp:
-        host = _hosts[path] = _load(path, stamp)
+    if host is not None and host.stamp == stamp and host.sidecar_stamp == file_stamp(sidecar):
+        return host
+    host = _load_saved(path, stamp, sidecar) or _load(path, stamp)
+    _hosts[path] = host
     return host
 
 
 def forget_replay_hosts(path: str | None = None) -> None:
-    """Drop the kept state (of every file, or of ``path``): the next call reads the file again."""
+    """Drop the state (of every host this process knows, or of ``path``): the next call reads the
+    capture again, in every process."""
     with _lock:
         if path is None:
+            paths = list(_hosts)
             _hosts.clear()
         else:
-            _hosts.pop(os.path.realpath(path), None)
+            paths = [os.path.realpath(path)]
+            _hosts.pop(paths[0], None)
+    for known in paths:
+        sidecar, lock = _state_files(known)
+        if file_stamp(sidecar) is None:
+            continue
+        with host_lock(lock):  # not amid another's change; a waiter locks a new file
+            for file in (sidecar, lock):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file)
 
 
 def replay_transport(path: str) -> ReplayTransport:
@@ -271,12 +386,40 @@ class ReplayTransport:
                         "Status": _str(_get(vm, "Status")) or "Operating normally",
                     }
                 )
+            if script == HOST_VMS_SCRIPT:
+                return self._host_vms(host, parameters.get("VmId", ""))
         raise DriverError(f"PowerShell script failed on {self._server(host)}: the captured host has no answer for it")
 
+    @staticmethod
+    def _host_vms(host: _Host, vm_id: str) -> str:
+        """What :data:`HOST_VMS_SCRIPT` prints: the host's identity, and its VMs (or only ``vm_id``)."""
+        document = host.document
+        raw_host = _get(document, "Host") if isinstance(document, dict) else None
+        if not isinstance(raw_host, dict):
+            return host.text  # not a discovery (a script error): the parser reports it
+        wanted = _guid(vm_id) if vm_id else ""
+        vms = [
+            vm
+            for vm in _as_list(_get(document, "VMs"))
+            if isinstance(vm, dict) and (not wanted or _guid(_get(vm, "Id")) == wanted)
+        ]
+        names = ("ComputerName", "FullyQualifiedDomainName", "OSCaption", "OSVersion")
+        return json.dumps(
+            {
+                "Host": {name: _get(raw_host, name) for name in names},
+                # The script writes "$($_.State)": always the name. Get-VM lists a VM the discovery
+                # could not read too.
+                "VMs": [
+                    {"Id": _guid(_get(vm, "Id")), "Name": _str(_get(vm, "Name")), "State": _state(vm)} for vm in vms
+                ],
+            },
+            separators=(",", ":"),
+        )
+
     def _rendered(self, host: _Host) -> dict[str, Any]:
-        """The document as the script prints it now (uptimes of VMs started here advance)."""
+        """The document as the script prints it now (uptimes of VMs started on the host advance)."""
         document: dict[str, Any] = copy.deepcopy(host.document)
-        now = time.monotonic()
+        now = time.time()
         for vm in _get(document, "VMs") or []:
             started = host.started.get(_guid(_get(vm, "Id")))
             if started is not None and _state(vm) in ("Running", "Paused"):
@@ -286,25 +429,53 @@ class ReplayTransport:
     # -- cmdlets
 
     def invoke(self, cmdlet: str, parameters: dict[str, object], *, source: PipelineSource = ()) -> None:
-        with _lock:
+        """Run ``cmdlet`` on the VM piped from ``source`` (see the module docstring); the host's state
+        is saved when it changed, under the host's lock, so no two processes lose each other's change."""
+        sidecar, lock = _state_files(self.path)
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(host_lock(lock))
+        except OSError as err:  # the state directory is not writable
+            raise DriverError(f"{cmdlet} failed on {self.path}: cannot lock the captured host: {err}") from err
+        with held, _lock:
             host = _host(self.path)
-            if not isinstance(host.document, dict):
-                raise DriverError(f"{cmdlet} failed on {self.path}: the captured output is not a discovery document")
-            stages = list(source)
-            if not stages or stages[0][0].lower() != "get-vm":
-                raise DriverError(
-                    f"{cmdlet} failed on {self._server(host)}: the captured host needs the VM from Get-VM"
-                )
-            vm = self._vm(host, stages[0][1], cmdlet)
-            checkpoints: list[dict[str, Any]] | None = None
-            if len(stages) > 1 and stages[1][0].lower() == "get-vmsnapshot":
-                checkpoints = self._checkpoints(host, vm, stages[1][1], cmdlet)
-            handler = _CMDLETS.get(cmdlet.lower())
-            if handler is None:
-                raise DriverError(f"{cmdlet} failed on {self._server(host)}: the captured host cannot replay {cmdlet}")
-            problem = handler(self, host, vm, parameters, checkpoints)
-            if problem:
-                raise DriverError(f"{cmdlet} failed on {self._server(host)}: {problem}")
+            before = _saved_state(host) if isinstance(host.document, dict) else ""
+            try:
+                self._invoke(host, cmdlet, parameters, source)
+            finally:
+                if before:
+                    self._write_state(host, before, sidecar)
+
+    @staticmethod
+    def _write_state(host: _Host, before: str, sidecar: Path) -> None:
+        after = _saved_state(host)
+        if after == before:
+            return  # nothing changed (a refusal, or a warning only)
+        new = file_stamp(sidecar) is None
+        try:
+            host.sidecar_stamp = write_atomically(sidecar, after.encode())
+        except OSError as err:
+            _hosts.pop(host.path, None)  # not kept here either: the next call reads what others see
+            raise DriverError(f"cannot save the state of captured host {host.path}: {err}") from err
+        if new:
+            prune_orphan_sidecars(_source_of, "hyperv-*.json")  # of hosts whose capture is gone
+
+    def _invoke(self, host: _Host, cmdlet: str, parameters: dict[str, object], source: PipelineSource) -> None:
+        if not isinstance(host.document, dict):
+            raise DriverError(f"{cmdlet} failed on {self.path}: the captured output is not a discovery document")
+        stages = list(source)
+        if not stages or stages[0][0].lower() != "get-vm":
+            raise DriverError(f"{cmdlet} failed on {self._server(host)}: the captured host needs the VM from Get-VM")
+        vm = self._vm(host, stages[0][1], cmdlet)
+        checkpoints: list[dict[str, Any]] | None = None
+        if len(stages) > 1 and stages[1][0].lower() == "get-vmsnapshot":
+            checkpoints = self._checkpoints(host, vm, stages[1][1], cmdlet)
+        handler = _CMDLETS.get(cmdlet.lower())
+        if handler is None:
+            raise DriverError(f"{cmdlet} failed on {self._server(host)}: the captured host cannot replay {cmdlet}")
+        problem = handler(self, host, vm, parameters, checkpoints)
+        if problem:
+            raise DriverError(f"{cmdlet} failed on {self._server(host)}: {problem}")
 
     @staticmethod
     def _server(host: _Host) -> str:
@@ -365,7 +536,7 @@ class ReplayTransport:
             _put(vm, "Heartbeat", heartbeat)
             for nic, ips in zip(nics, memo.get("ips") or [], strict=False):
                 _put(nic, "IPAddresses", ips if ips is not None else [])
-            host.started[vm_id] = time.monotonic()
+            host.started[vm_id] = time.time()
         if nics:
             _put(vm, "NetworkAdapters", nics)
         _put(vm, "State", _STATE_NUMBERS.get(state, state) if host.numeric else state)
@@ -446,7 +617,7 @@ class ReplayTransport:
         if _state(vm) not in ("Running", "Paused"):
             return _FAILED_STATE.format(name=_str(_get(vm, "Name")))
         self._set_state(host, vm, "Running")
-        host.started[_guid(_get(vm, "Id"))] = time.monotonic()
+        host.started[_guid(_get(vm, "Id"))] = time.time()
         return None
 
     # -- checkpoints

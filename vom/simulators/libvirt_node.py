@@ -25,18 +25,30 @@ What libvirt 9.0's test driver does with a node file (checked by experiment):
   that device with :attr:`NodeSpec.host_uuid`, and also a ``<vom:host name=... uuid=...>`` element
   (ignored by libvirt) so a reader of the file knows the intended host name; by convention the file
   is named ``<hostname>.xml`` as well.
+
+A simulated host's state is shared by every process, as a real host's is: after each change the
+driver writes it (:func:`dump_node`) to a sidecar file and other processes reload (see the end of
+this module). A reloaded host loses what the test driver cannot load from a file: state reasons
+(each domain gets reason 0, "unknown"), domain ids, autostart, a running domain's live definition
+where it differs from its persistent one, and inactive networks and pools (loaded active).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import os
 import uuid as uuid_mod
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
+
+import libvirt
 
 __all__ = [
+    "SIDECAR_MARKER",
     "TEST_NS",
     "TEST_POOL_CAPACITY",
     "VOM_NS",
@@ -56,6 +68,7 @@ __all__ = [
     "build_domain_element",
     "build_node_element",
     "build_node_xml",
+    "dump_node",
     "read_node_identity",
     "stable_mac",
     "stable_uuid",
@@ -607,3 +620,67 @@ def read_node_identity(path: str | Path) -> tuple[str, str] | None:
     if marker is None:
         return None
     return marker.get("name", ""), marker.get("uuid", "")
+
+
+SIDECAR_MARKER = f"{{{VOM_NS}}}state"  # a dump's first element: the source it was made from
+
+_DUMPED_DOMAIN_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+
+
+def _parsed(xml: str) -> ET.Element:
+    return ET.fromstring(xml)  # noqa: S314 - XML from libvirt, not untrusted input
+
+
+def _dumped_domain(dom: Any) -> ET.Element:
+    persistent = bool(dom.isPersistent())
+    state, _reason = dom.state(0)  # the test driver loads no reason: every domain starts with 0
+    # A persistent domain is loaded from its definition (a running one is started from it).
+    el = _parsed(dom.XMLDesc(_DUMPED_DOMAIN_FLAGS if persistent else libvirt.VIR_DOMAIN_XML_SECURE))
+    el.attrib.pop("id", None)
+    _sub(el, f"{{{TEST_NS}}}runstate", str(int(state)))
+    if not persistent:
+        _sub(el, f"{{{TEST_NS}}}transient")
+    if dom.hasManagedSaveImage(0):
+        _sub(el, f"{{{TEST_NS}}}hasmanagedsave")
+    current = str(dom.snapshotCurrent(0).getName()) if dom.hasCurrentSnapshot(0) else None
+    for snap in dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL):  # parents first
+        snap_el = _sub(el, f"{{{TEST_NS}}}domainsnapshot")
+        snap_el.extend(c for c in _parsed(snap.getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE)) if c.tag != "active")
+        _sub(snap_el, "active", "1" if str(snap.getName()) == current else "0")
+    return el
+
+
+def _dumped_pool(pool: Any) -> ET.Element:
+    el = _parsed(pool.XMLDesc(0))
+    if pool.isActive():  # the test driver loads every pool active; an inactive one lists no volumes
+        el.extend(_parsed(vol.XMLDesc(0)) for vol in pool.listAllVolumes(0))
+    return el
+
+
+def dump_node(conn: Any, source_root: ET.Element, *, origin: tuple[str, int, int] | None = None) -> bytes:
+    """The node file of the host behind the test:/// connection ``conn`` as it is now.
+
+    The host's facts (``<vom:host>``, ``<cpu>``, ``<memory>``, host ``<interface>``s, node devices,
+    ``<auth>``) are those of the original node file ``source_root``; every domain (run state,
+    transient, managed save, snapshots), network and storage pool with its volumes is read from
+    ``conn``. ``origin`` (source path, mtime_ns, size) is recorded in a first :data:`SIDECAR_MARKER`
+    element. Opened again, the result discovers like ``conn`` but for what the test driver does not
+    load from a file (see the module docstring).
+    """
+    root = ET.Element("node")
+    source_dir = ""
+    if origin is not None:
+        _sub(root, SIDECAR_MARKER, source=origin[0], mtime_ns=str(origin[1]), size=str(origin[2]))
+        source_dir = os.path.dirname(origin[0])
+    kept = [copy.deepcopy(c) for c in source_root if c.tag not in ("domain", "network", "pool", SIDECAR_MARKER)]
+    for child in kept:  # the test driver reads a relative file= reference relative to the node file
+        if source_dir and child.get("file") and not os.path.isabs(child.get("file", "")):
+            child.set("file", os.path.join(source_dir, child.get("file", "")))
+    root.extend(c for c in kept if c.tag not in ("interface", "device"))
+    root.extend(_dumped_domain(dom) for dom in conn.listAllDomains(0))
+    root.extend(_parsed(net.XMLDesc(0)) for net in conn.listAllNetworks(0))
+    root.extend(c for c in kept if c.tag == "interface")  # in build_node_element's order
+    root.extend(_dumped_pool(pool) for pool in conn.listAllStoragePools(0))
+    root.extend(c for c in kept if c.tag == "device")
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"

@@ -155,7 +155,7 @@ _NAV_SECTIONS = {
     "vms": ("vm-",),
     "storage": ("pool-", "volume-"),
     "networks": ("network-",),
-    "operations": ("operation-",),
+    "operations": ("job-",),
 }
 
 

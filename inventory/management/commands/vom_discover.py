@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inventory.models import DiscoveryRun, Provider
+from inventory.models import Provider
 from inventory.services.discovery import DiscoveryBusy, discover_now
+from vom.jobs.models import Job
 
 
 class Command(BaseCommand):
@@ -32,24 +33,26 @@ class Command(BaseCommand):
         failed = 0
         for provider in providers:
             try:
-                run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
+                run = discover_now(provider=provider, trigger=Job.Trigger.CLI)
             except DiscoveryBusy as exc:
                 failed += 1
                 results.append({"provider": provider.name, "status": "busy", "error": str(exc)})
                 if not as_json:
                     self.stderr.write(f"{provider.name}: {exc}")
                 continue
-            ok = run.status == DiscoveryRun.Status.SUCCEEDED
+            ok = run.status == Job.Status.SUCCEEDED
             failed += not ok
+            found = run.result or {}
             results.append(
                 {
                     "provider": provider.name,
+                    "job": run.pk,
                     "status": run.status,
-                    "duration_ms": run.duration_ms,
-                    "added": run.added,
-                    "changed": run.changed,
-                    "removed": run.removed,
-                    "counts": run.counts,
+                    "duration_ms": found.get("duration_ms"),
+                    "added": found.get("added", 0),
+                    "changed": found.get("changed", 0),
+                    "removed": found.get("removed", 0),
+                    "counts": found.get("counts", {}),
                     "error": run.error,
                 }
             )
@@ -58,8 +61,9 @@ class Command(BaseCommand):
             if ok:
                 vms = provider.vms.filter(removed_at__isnull=True).count()
                 self.stdout.write(
-                    f"{provider.name}: ok in {run.duration_ms} ms, {vms} VMs; "
-                    f"added {run.added}, changed {run.changed}, removed {run.removed}"
+                    f"{provider.name}: ok in {found.get('duration_ms')} ms, {vms} VMs; "
+                    f"added {found.get('added', 0)}, changed {found.get('changed', 0)}, "
+                    f"removed {found.get('removed', 0)}"
                 )
             else:
                 self.stderr.write(f"{provider.name}: failed: {run.error}")

@@ -11,9 +11,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inventory.models import DiscoveryRun, Provider
+from inventory.models import Provider
 from inventory.services.discovery import DiscoveryBusy, discover_now
 from inventory.services.providers import create_provider
+from vom.jobs.models import Job
 
 RHEV_USER = "admin@internal"
 RHEV_PASSWORD = "secret"  # the simulator's password (vom.simulators.rhev)
@@ -81,10 +82,10 @@ class Command(BaseCommand):
         if provider.last_success_at is not None:
             return
         try:
-            run = discover_now(provider=provider, trigger=DiscoveryRun.Trigger.CLI)
+            run = discover_now(provider=provider, trigger=Job.Trigger.CLI)
         except DiscoveryBusy:
             return
-        if run.status != DiscoveryRun.Status.SUCCEEDED:
+        if run.status != Job.Status.SUCCEEDED:
             self.stderr.write(f"{name}: discovery failed: {run.error}")
         else:
             self.stdout.write(f"{name}: {provider.vms.count()} VMs discovered")

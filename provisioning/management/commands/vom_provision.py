@@ -9,15 +9,16 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from inventory.models import Operation
 from provisioning.management.commands._cli import golden_image_named, host_named, pool_named, refuse
-from provisioning.models import ENDED, Mode, ProvisionedVM, ProvisioningRequest
+from provisioning.models import ENDED_JOB, Mode, ProvisionedVM, ProvisioningRequest
 from provisioning.services.common import MiB
-from provisioning.services.requests import execute_provisioning, request_provisioning
+from provisioning.services.requests import request_provisioning
+from vom.jobs.broker import QueueUnavailable
+from vom.jobs.models import Job
+from vom.jobs.runner import run_now
 from vom.web.units import human_bytes
 
-V = ProvisionedVM.Status
-FINISHED = (Operation.Status.SUCCEEDED, Operation.Status.FAILED)
+J = Job.Status
 # Service field → the option that gave it.
 OPTIONS = {
     "golden_image": "golden-image",
@@ -75,6 +76,7 @@ class Command(BaseCommand):
             "network": o["network"],
             "bridge": o["bridge"],
             "start": o["start"],
+            "trigger": Job.Trigger.CLI,
         }
         try:
             if o["now"]:
@@ -84,6 +86,8 @@ class Command(BaseCommand):
                 self.announce(provisioning, "queued")
         except ValidationError as exc:
             raise refuse(self, exc, OPTIONS, outcome="nothing was provisioned") from None
+        except QueueUnavailable as exc:
+            raise CommandError(f"{exc} (or run it here without a worker: --now)", returncode=3) from None
         if o["wait"] or o["now"]:
             self.follow(provisioning, o["interval"])
 
@@ -91,13 +95,13 @@ class Command(BaseCommand):
         """Record the request without queuing it and execute it in this process (no worker, no broker)."""
         provisioning = request_provisioning(**request, enqueue=False)
         self.announce(provisioning, "running in this process")
-        execute_provisioning(provisioning.operation_id)
+        run_now(provisioning.job_id)
         return provisioning
 
     def announce(self, provisioning: ProvisioningRequest, what: str) -> None:
         path = reverse("api:provisioningrequest-detail", args=[provisioning.pk])
         self.stdout.write(
-            f"Provisioning request #{provisioning.pk} {what} (operation #{provisioning.operation_id}): "
+            f"Provisioning request #{provisioning.pk} {what} (operation #{provisioning.job_id}): "
             f"{provisioning.count} × {provisioning.golden_image_name}, {provisioning.get_mode_display().lower()}, "
             f"into pool {provisioning.pool_name}\n  {path}"
         )
@@ -108,12 +112,12 @@ class Command(BaseCommand):
         began = time.monotonic()
         try:
             while True:
-                op = Operation.objects.get(pk=provisioning.operation_id)
-                finished = provisioning.vms.filter(status__in=ENDED).exclude(pk__in=reported)
-                for row in finished.order_by("finished", "index"):
+                op = Job.objects.get(pk=provisioning.job_id)
+                finished = provisioning.vms.select_related("job").filter(job__status__in=ENDED_JOB)
+                for row in finished.exclude(pk__in=reported).order_by("job__finished", "index"):
                     reported.add(row.pk)
                     self.stdout.write(self.outcome(row))
-                if op.status in FINISHED:
+                if not op.is_active:
                     break
                 time.sleep(interval)
         except KeyboardInterrupt:
@@ -123,9 +127,9 @@ class Command(BaseCommand):
                 f"(to stop it: manage.py vom_provision_cancel {provisioning.pk})",
                 returncode=130,
             ) from None
-        done = provisioning.vms.filter(status=V.DONE).count()
-        failed = provisioning.vms.filter(status=V.FAILED).count()
-        cancelled = provisioning.vms.filter(status=V.CANCELLED).count()
+        done = provisioning.vms.filter(job__status=J.SUCCEEDED).count()
+        failed = provisioning.vms.filter(job__status__in=(J.FAILED, J.ABANDONED)).count()
+        cancelled = provisioning.vms.filter(job__status=J.CANCELLED).count()
         self.stdout.write(
             f"{done} of {provisioning.count} VMs provisioned, {failed} failed"
             + (f", {cancelled} cancelled" if cancelled else "")
@@ -135,14 +139,14 @@ class Command(BaseCommand):
             raise CommandError(f"the request was cancelled: {op.error or op.message}")
         if failed:
             raise CommandError(f"{failed} of {provisioning.count} VMs failed")
-        if op.status == Operation.Status.FAILED:
+        if op.status != J.SUCCEEDED:
             raise CommandError(f"the request failed: {op.error or op.message}")
 
     @staticmethod
     def outcome(row: ProvisionedVM) -> str:
-        if row.status == V.FAILED:
+        if row.status == ProvisionedVM.Status.FAILED:
             return f"{row.name}: failed: {row.error}"
-        if row.status == V.CANCELLED:
+        if row.status == ProvisionedVM.Status.CANCELLED:
             return f"{row.name}: {row.error}"
         on_disk = human_bytes(row.allocation_bytes)
         line = f"{row.name}: done, boot volume {row.volume_name} ({on_disk} on disk), VM {row.vm_uuid}"

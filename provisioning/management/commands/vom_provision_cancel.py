@@ -28,8 +28,8 @@ class Command(BaseCommand):
             request = cancel_provisioning(request=request, user=None)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
-        request.operation.refresh_from_db()
-        if request.operation.is_active:
+        request.job.refresh_from_db()
+        if request.job.is_active:
             self.stdout.write(
                 f"Request #{request.pk}: cancellation asked for; it stops before its next VM "
                 "(the VM being made finishes first)."

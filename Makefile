@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench demo lock clean-var
+.PHONY: run test lint bench bench-postgres demo lock clean-var
 
 $(VENV)/.installed: requirements.lock
 	./scripts/system-deps.sh run
@@ -32,6 +32,10 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	./scripts/system-deps.sh bench
 	$(PY) -m bench.run
+
+bench-postgres: $(VENV)/.installed-dev
+	./scripts/system-deps.sh bench
+	VOM_PG_DURABLE=1 ./scripts/with-postgres.sh $(PY) -m bench.run --skip-provisioning
 
 demo: $(VENV)/.installed
 	$(PY) scripts/make_demo.py

@@ -142,7 +142,7 @@ def hyperv_document(index: int, vms: int, seed: int = 5) -> dict[str, Any]:
 def _discover_twice(providers: list[Any]) -> dict[str, Any]:
     from django.db import connection
 
-    from bench.run import WriteCounter
+    from bench.writes import WriteCounter
     from inventory.models import VirtualMachine
     from inventory.services.discovery import discover_now
     from vom.jobs.models import Job

@@ -115,3 +115,58 @@ def _platform_lines(platforms: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+POSTGRESQL_SECTION = "## The same on PostgreSQL"
+
+
+def write_postgresql_section(r: dict[str, Any], path: Path) -> None:
+    """Put the PostgreSQL figures into their own section of ``path``, replacing an older one."""
+    import re
+
+    first, again, pages = r["first_discovery"], r["unchanged_rediscovery"], r["pages"]
+    rows_written = again["added"] + again["changed"] + again["removed"]
+    lines = [
+        POSTGRESQL_SECTION,
+        "",
+        f"`make bench-postgres` (a throw-away PostgreSQL server, `scripts/with-postgres.sh`): {r['when']},",
+        f"{r['machine']['cpus']} CPUs. The same runs as above but provisioning, against PostgreSQL.",
+        "",
+        "| measurement | figure | target | |",
+        "|---|---|---|---|",
+        f"| first full discovery of {r['hosts']:,} hosts, {r['vms']:,} VMs | {first['seconds']:.1f} s | ≤ 60 s | "
+        f"{_ok(first['seconds'] <= 60)} |",
+        f"| unchanged rediscovery | {again['seconds']:.1f} s | ≤ 15 s | {_ok(again['seconds'] <= 15)} |",
+        f"| inventory rows written by the unchanged rediscovery | {rows_written} "
+        f"({again['inventory_write_statements']} write statements) | 0 | "
+        f"{_ok(rows_written == 0 and again['inventory_write_statements'] == 0)} |",
+    ]
+    for name, p in pages.items():
+        passed = p["median_ms"] <= 100 and p["p95_ms"] <= 200
+        lines.append(
+            f"| `{p['url']}` ({name.replace('_', ' ')}) | median {p['median_ms']} ms, p95 {p['p95_ms']} ms, "
+            f"{p['queries']} queries | median ≤ 100 ms, p95 ≤ 200 ms | {_ok(passed)} |"
+        )
+    names = {"rhev": "RHEV manager", "hyperv": "Hyper-V servers"}
+    for key, res in (r.get("platforms") or {}).items():
+        lines.append(
+            f"| {names.get(key, key)}, {res['vms']:,} VMs: first / unchanged discovery | "
+            f"{res['first']['seconds']:.1f} s / {res['unchanged']['seconds']:.1f} s | ≤ 30 s / ≤ 10 s | "
+            f"{_ok(res['first']['seconds'] <= 30 and res['unchanged']['seconds'] <= 10)} |"
+        )
+    lines.append("")
+    new = "\n".join(lines)
+    text = path.read_text() if path.exists() else "# Performance\n"
+    match = re.search(rf"^{re.escape(POSTGRESQL_SECTION)}.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    text = text.replace(match.group(0), new + "\n") if match else text.rstrip("\n") + "\n\n" + new
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def keep_postgresql_section(path: Path, previous: str) -> None:
+    """After the SQLite figures rewrote ``path``, put back the PostgreSQL section ``previous`` had."""
+    import re
+
+    match = re.search(rf"^{re.escape(POSTGRESQL_SECTION)}.*?(?=^## |\Z)", previous, flags=re.S | re.M)
+    text = path.read_text()
+    if match and POSTGRESQL_SECTION not in text:
+        path.write_text(text.rstrip("\n") + "\n\n" + match.group(0).rstrip("\n") + "\n")

@@ -46,12 +46,12 @@ def _rhev(uri: str, credentials: Credentials, options: dict[str, Any]) -> Driver
 
 
 def _hyperv(uri: str, credentials: Credentials, options: dict[str, Any]) -> Driver:
-    from inventory.drivers.hyperv import HyperVDriver, transport_for_uri
+    from inventory.drivers.hyperv import HyperVDriver
 
     return HyperVDriver(
         uri,
         credentials,
-        transport=transport_for_uri(uri),  # a captured:// demo host; None: WinRM to the server
+        transport=options.get("transport"),  # a captured:// demo host's replay; None: WinRM to the server
         auth=options.get("auth", "negotiate"),
         ssl=bool(options.get("ssl", True)),
         port=options.get("port"),

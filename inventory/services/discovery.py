@@ -106,7 +106,6 @@ def execute(ctx: JobContext) -> Outcome:
             snapshot = driver.discover()
         finally:
             driver.close()
-        ctx.progress(70, "applying what was found")
         result = apply_snapshot(provider, snapshot)
     except DriverError as exc:
         return _failed(job, provider, exc, clock)

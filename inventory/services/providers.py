@@ -20,6 +20,7 @@ from django.db.models import Q
 from inventory import secrets
 from inventory.drivers import driver_for
 from inventory.drivers.base import Credentials, Driver, DriverError
+from inventory.drivers.hyperv import CAPTURED_PREFIX
 from inventory.models import Provider, VirtualMachine
 from vom.jobs import lifecycle
 from vom.jobs.models import ACTIVE, Job
@@ -337,4 +338,9 @@ def provider_driver(provider: Provider) -> Driver:
         credentials = provider_credentials(provider)
     except secrets.SecretError as exc:
         raise DriverError(f"{provider.name}: {exc} (retrying cannot help: enter the password again)") from exc
-    return driver_for(provider.kind, provider.uri, credentials, provider_options(provider))
+    options = provider_options(provider)
+    if provider.kind == Provider.Kind.HYPERV and provider.uri.startswith(CAPTURED_PREFIX):
+        from vom.simulators.hyperv_replay import transport_for_uri  # a demo host: its captured output
+
+        options["transport"] = transport_for_uri(provider.uri)
+    return driver_for(provider.kind, provider.uri, credentials, options)

@@ -12,8 +12,8 @@ import pytest
 
 from inventory.drivers import driver_for
 from inventory.drivers.base import Credentials, DriverError
-from inventory.drivers.hyperv import HyperVDriver, parse_discovery, transport_for_uri
-from vom.simulators.hyperv_replay import ReplayTransport, forget_replay_hosts
+from inventory.drivers.hyperv import HyperVDriver, parse_discovery
+from vom.simulators.hyperv_replay import ReplayTransport, forget_replay_hosts, transport_for_uri
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hyperv"
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "hyperv"
@@ -66,9 +66,17 @@ def test_error_document_is_a_discovery_error():
         driver(DATA / "error_no_hyperv_module.json").discover()
 
 
+@pytest.mark.django_db
 def test_the_provider_driver_for_a_captured_host(capture):
-    d = driver_for("hyperv", f"captured://{capture}", Credentials())
+    """The provider services hand a captured host's replay to the driver (drivers import no simulator)."""
+    from inventory.models import Provider
+    from inventory.services.providers import provider_driver
+
+    provider = Provider(name="hv-captured", kind=Provider.Kind.HYPERV, uri=f"captured://{capture}")
+    d = provider_driver(provider)
     assert {v.name for v in d.discover().vms} >= {"sql01", "pxe-blank"}
+    with pytest.raises(DriverError, match="expected a host name or address"):
+        driver_for("hyperv", f"captured://{capture}", Credentials())  # without the services: no replay
 
 
 def test_power_operations_change_the_next_discovery(capture):
@@ -189,7 +197,7 @@ def test_hostile_checkpoint_names_match_literally(capture):
 
 def test_a_second_driver_in_the_process_sees_the_same_state(capture):
     driver(capture).power_off(SQL01)
-    other = driver_for("hyperv", f"captured://{capture}", Credentials())
+    other = driver(capture)
     assert vm(other, SQL01).state == "Off"
     other.close()  # closing a driver does not lose the host's state
     assert vm(driver(capture), SQL01).state == "Off"

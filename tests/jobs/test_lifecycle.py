@@ -209,7 +209,7 @@ def test_a_resumed_parent_takes_over_its_running_inline_children(settings):
     child = lifecycle.create("test_child", parent=parent, inline=True)
     held = lifecycle.claim(parent.pk, 0)
     Job.objects.filter(pk=child.pk).update(status=S.RUNNING, claim=held.claim)
-    Job.objects.filter(pk=parent.pk).update(claim="", step=1)  # as the sweep leaves a resumed job
+    Job.objects.filter(pk=parent.pk).update(claim="", step=1, resumes=1)  # as the sweep leaves a resumed job
     again = lifecycle.claim(parent.pk, 1)
     assert again.claim != held.claim
     assert Job.objects.get(pk=child.pk).claim == again.claim

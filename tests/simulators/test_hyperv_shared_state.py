@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from inventory.drivers.base import DriverError
-from inventory.drivers.hyperv import HyperVDriver, transport_for_uri
+from inventory.drivers.hyperv import HyperVDriver
 from tests.simulators.conftest import REPO, run_python, start_python
-from vom.simulators.hyperv_replay import forget_replay_hosts
+from vom.simulators.hyperv_replay import forget_replay_hosts, transport_for_uri
 
 DATA = REPO / "tests" / "data" / "hyperv"
 SQL01 = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"  # Running, two checkpoints
@@ -43,7 +43,8 @@ def in_another_process(uri: str, body: str) -> object:
     return run_python(
         f"""
         import json
-        from inventory.drivers.hyperv import HyperVDriver, transport_for_uri
+        from inventory.drivers.hyperv import HyperVDriver
+        from vom.simulators.hyperv_replay import transport_for_uri
         d = HyperVDriver({uri!r}, None, transport=transport_for_uri({uri!r}))
         """
         + body
@@ -86,7 +87,8 @@ def test_what_a_vm_remembers_while_off_survives_the_process(uri):
 
 CONCURRENT_CHECKPOINTS = """
     import os, time
-    from inventory.drivers.hyperv import HyperVDriver, transport_for_uri
+    from inventory.drivers.hyperv import HyperVDriver
+    from vom.simulators.hyperv_replay import transport_for_uri
     d = HyperVDriver({uri!r}, None, transport=transport_for_uri({uri!r}))
     d.discover()
     while not os.path.exists({go!r}):

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from vom.jobs.context import JobContext
-    from vom.jobs.models import Job
-    from vom.jobs.outcomes import Outcome
+from vom.jobs.outcomes import Outcome
 
-Executor = Callable[["JobContext"], "Outcome"]
+# An executor takes a vom.jobs.context.JobContext (typed where each executor is written: the registry
+# imports neither the context nor the models, which import it).
+Executor = Callable[[Any], Outcome]
 QUEUES = ("discovery", "orchestration", "provisioning")
 
 
@@ -43,7 +42,7 @@ class JobKind:
     page_template: str = ""
     # Called, in the transaction that ends it, when a job of this kind is ended as abandoned (its
     # worker died, and it could not be resumed): the kind can say what may be left on a platform.
-    on_abandoned: Callable[[Job, str], None] | None = None
+    on_abandoned: Callable[[Any, str], None] | None = None  # (the job, the reason)
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:

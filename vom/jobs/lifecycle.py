@@ -143,8 +143,9 @@ def claim(job_id: int, step: int) -> Job | None:
     if not claimed:
         return None
     job = Job.objects.select_related("requested_by", "cancelled_by").get(pk=job_id)
-    # Inline children run under their parent's claim: a new claim (a resumed parent) takes them over.
-    Job.objects.filter(parent_id=job_id, inline=True, status=S.RUNNING).exclude(claim=token).update(claim=token)
+    if job.resumes:
+        # Inline children run under their parent's claim: a resumed parent takes them over.
+        Job.objects.filter(parent_id=job_id, inline=True, status=S.RUNNING).exclude(claim=token).update(claim=token)
     return job
 
 

@@ -36,7 +36,7 @@ def run_step(job_id: int, step: int) -> Job | None:
         lifecycle.finish(job, status=S.FAILED, only_if=lifecycle.held_by_me(job), error=str(exc))
         return job
     with heartbeat.holding(job.claim):
-        if kind.cancel_between_steps and lifecycle.cancel_asked(job):
+        if kind.cancel_between_steps and job.cancel_requested is not None:  # as read with the claim
             who = JobContext(job).cancelled_by()
             outcome: Outcome = Cancelled(f"cancelled by {who}")
         else:

@@ -53,6 +53,7 @@ from inventory.drivers.base import DriverError
 from inventory.drivers.hyperv import (
     _HEARTBEAT,
     _VM_STATES,
+    CAPTURED_PREFIX,
     DISCOVERY_SCRIPT,
     HOST_VMS_SCRIPT,
     VM_STATE_SCRIPT,
@@ -73,7 +74,7 @@ from vom.simulators.state import (
     write_atomically,
 )
 
-__all__ = ["ReplayTransport", "forget_replay_hosts", "replay_transport"]
+__all__ = ["ReplayTransport", "forget_replay_hosts", "replay_transport", "transport_for_uri"]
 
 logger = logging.getLogger(__name__)
 
@@ -758,3 +759,20 @@ _CMDLETS = {
     "restore-vmsnapshot": ReplayTransport._restore,
     "remove-vmsnapshot": ReplayTransport._remove,
 }
+
+
+def transport_for_uri(uri: str) -> ReplayTransport | None:
+    """The transport for a provider's host: None (WinRM to the server) for a real host name.
+
+    ``captured:///abs/path.json`` is a captured host (the demo's Hyper-V servers): the process's
+    :class:`ReplayTransport` for that discovery output. The provider services hand it to the driver
+    (``inventory.services.providers.provider_driver``): the drivers never import a simulator.
+    """
+    if not uri.startswith(CAPTURED_PREFIX):
+        return None
+    path = uri.removeprefix(CAPTURED_PREFIX)
+    if not path.startswith("/"):
+        raise DriverError(f"invalid captured host {uri!r}: expected captured:///absolute/path/to/output.json")
+    if not os.path.isfile(path):
+        raise DriverError(f"cannot connect to {uri}: captured output {path} does not exist")
+    return replay_transport(path)

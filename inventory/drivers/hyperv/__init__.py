@@ -40,7 +40,6 @@ from inventory.drivers.hyperv.transport import (
     PipelineSource,
     PowerShellTransport,
     PsrpTransport,
-    transport_for_uri,
 )
 
 # The underscored names are the parsing helpers the captured-host simulator
@@ -65,6 +64,5 @@ __all__ = [
     "parse_discovery",
     "parse_host_vms",
     "parse_vm_state",
-    "transport_for_uri",
     "vm_state_name",
 ]

@@ -1,23 +1,23 @@
 """Where the remote PowerShell call happens: the transport protocol, and WinRM through pypsrp.
 
 :class:`PsrpTransport` is the real transport; tests and the demo's captured hosts
-(:func:`transport_for_uri`) replace it. Every request to a WinRM service is bounded: the connect
-timeout for the connection, the read timeout for each answer (see :mod:`.wsman` for why Receive
-needs a hand-written bound), and WinRM's own operation timeout is kept below the read timeout.
+(``vom.simulators.hyperv_replay.transport_for_uri``, given by the provider services) replace it.
+Every request to a WinRM service is bounded: the connect timeout for the connection, the read
+timeout for each answer (see :mod:`.wsman` for why Receive needs a hand-written bound), and WinRM's
+own operation timeout is kept below the read timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from inventory.drivers.base import DriverError
 
-__all__ = ["CAPTURED_PREFIX", "PipelineSource", "PowerShellTransport", "PsrpTransport", "transport_for_uri"]
+__all__ = ["CAPTURED_PREFIX", "PipelineSource", "PowerShellTransport", "PsrpTransport"]
 
 logger = logging.getLogger(__name__)
 
@@ -275,21 +275,3 @@ def _error_record_text(record: object) -> str:
 
 
 CAPTURED_PREFIX = "captured://"
-
-
-def transport_for_uri(uri: str) -> PowerShellTransport | None:
-    """The transport for a provider's host: None (WinRM to the server) for a real host name.
-
-    ``captured:///abs/path.json`` is a captured host (the demo's Hyper-V servers): the process's
-    :class:`~vom.simulators.hyperv_replay.ReplayTransport` for that discovery output.
-    """
-    if not uri.startswith(CAPTURED_PREFIX):
-        return None
-    path = uri.removeprefix(CAPTURED_PREFIX)
-    if not path.startswith("/"):
-        raise DriverError(f"invalid captured host {uri!r}: expected captured:///absolute/path/to/output.json")
-    if not os.path.isfile(path):
-        raise DriverError(f"cannot connect to {uri}: captured output {path} does not exist")
-    from vom.simulators.hyperv_replay import replay_transport
-
-    return replay_transport(path)
